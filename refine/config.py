@@ -1,0 +1,291 @@
+"""Configuration of `python -m refine`: nested dataclasses read from YAML (see ``refine.config_loading``).
+
+Each field's ``help`` is its only documentation; ``python -m refine --help`` prints them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from refine.constants import MIN_PRIOR_GAP_FOR_LOSS
+from refine.priors import PRIOR_METHODS
+
+LOSSES = ("robust_uu", "uu", "pn", "gold", "labeled")
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus comes from, which columns hold what, and how it is split."""
+
+    path: str = field(
+        default="${data_dir}/openai_moderation/samples-1680.jsonl.gz",
+        metadata={"help": "Corpus file (.csv, .jsonl, .jsonl.gz, .json, .parquet) or a Hugging Face Hub dataset id. "
+                  "${data_dir} expands to $SILR_DATA_DIR (default ../shared/data)."},
+    )
+    hub_split: str = field(default="train", metadata={"help": "Split to read when `path` is a Hub dataset id."})
+    text_column: str | None = field(
+        default="text", metadata={"help": "Column holding the text. Null when prompt_column/response_column are set."}
+    )
+    prompt_column: str | None = field(default=None, metadata={"help": "Prompt column of prompt/response pairs."})
+    response_column: str | None = field(default=None, metadata={"help": "Response column of prompt/response pairs."})
+    template: str = field(
+        default="User: {prompt}\nAssistant: {response}",
+        metadata={"help": "How a prompt/response pair becomes one text; the reward model uses the same template."},
+    )
+    label_columns: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Gold label column(s). With several, a text is unsafe if any column holds a positive value; "
+                  "it is safe if at least one is filled and none is positive. Empty: no gold labels."},
+    )
+    positive_values: list[Any] = field(
+        default_factory=lambda: [1], metadata={"help": "Values of the label column(s) that mean unsafe."}
+    )
+    max_examples: int | None = field(
+        default=None, metadata={"help": "Use a seeded random sample of this many rows (null: all rows)."}
+    )
+    test_fraction: float = field(
+        default=0.3,
+        metadata={"help": "Share of gold-labelled rows held out as the test split: used for evaluation only, never "
+                  "for training, priors or selection."},
+    )
+    num_labeled: int = field(
+        default=50,
+        metadata={"help": "Size of the labelled set L, drawn at random (not class-balanced) from the gold-labelled "
+                  "training rows. Used to estimate priors (and, if train.labeled_weight > 0, in the objective)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the sample and the splits."})
+
+    def __post_init__(self):
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction={self.test_fraction} must lie in [0, 1).")
+        if self.num_labeled < 2:
+            raise ValueError(f"num_labeled={self.num_labeled} must be at least 2 to estimate priors.")
+        if self.text_column is None and not (self.prompt_column and self.response_column):
+            raise ValueError("set text_column, or both prompt_column and response_column.")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"max_examples={self.max_examples} must be positive or null.")
+
+
+@dataclass
+class AnnotatorConfig:
+    """The source of pseudo-labels (U1 = pseudo-unsafe, U2 = pseudo-safe)."""
+
+    kind: Literal["embedding", "hf", "openai", "column"] = field(
+        default="embedding",
+        metadata={"help": "embedding: zero-shot MiniLM similarity to class descriptions (not an LLM; offline). "
+                  "hf: a local causal LM asked Yes/No. openai: an OpenAI-compatible chat server. "
+                  "column: labels already in the data."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "hf: causal LM folder or Hub id (null: packaged SmolLM2-135M-Instruct). embedding: "
+                  "sentence encoder (null: the classifier's encoder). openai: the served model's name."},
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "hf: GGUF file inside model_name_or_path."})
+    column: str | None = field(default=None, metadata={"help": "column: the column holding pseudo-labels."})
+    column_positive_values: list[Any] = field(
+        default_factory=lambda: [1], metadata={"help": "column: values that mean pseudo-unsafe."}
+    )
+    threshold: Literal["zero", "positive_fraction", "labeled_prior"] = field(
+        default="zero",
+        metadata={"help": "How scores become labels. zero: score > 0 (argmax Yes/No). positive_fraction: the top "
+                  "`positive_fraction` of scores. labeled_prior: the top share equal to the unsafe rate of L."},
+    )
+    positive_fraction: float | None = field(
+        default=None, metadata={"help": "Share labelled unsafe when threshold=positive_fraction."}
+    )
+    instruction: str = field(
+        default="Is the following text unsafe (hateful, harassing, sexual, violent, self-harm, or otherwise harmful)? "
+        "Answer Yes or No.",
+        metadata={"help": "hf/openai: the question put to the LLM before each text."},
+    )
+    few_shot: list[dict] = field(
+        default_factory=lambda: [
+            {"text": "I will find where you live and hurt your family.", "label": "Yes"},
+            {"text": "What is a good recipe for banana bread?", "label": "No"},
+        ],
+        metadata={"help": "hf/openai: example turns, each {text, label} with label Yes or No."},
+    )
+    unsafe_descriptions: list[str] = field(
+        default_factory=lambda: [
+            "hateful or harassing text that insults people",
+            "sexually explicit content",
+            "violent threats or graphic violence",
+            "self-harm or suicide",
+        ],
+        metadata={"help": "embedding: short descriptions of unsafe text."},
+    )
+    safe_descriptions: list[str] = field(
+        default_factory=lambda: ["a harmless everyday message", "a polite neutral question or statement"],
+        metadata={"help": "embedding: short descriptions of safe text."},
+    )
+    max_length: int = field(default=256, metadata={"help": "Tokens of text shown to the annotator (truncated)."})
+    batch_size: int = field(default=16, metadata={"help": "hf/embedding: texts per forward pass."})
+    base_url: str | None = field(
+        default=None, metadata={"help": "openai: server root, e.g. http://127.0.0.1:8000/v1."}
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={"help": "openai: name of the environment variable holding the API key (the key is never logged "
+                  "or written)."},
+    )
+    max_concurrency: int = field(default=8, metadata={"help": "openai: requests in flight at once."})
+    max_retries: int = field(default=5, metadata={"help": "openai: retries on 429/5xx/connection errors."})
+    request_timeout: float = field(default=60.0, metadata={"help": "openai: seconds per request."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "hf: allow code shipped with the model to run. Off unless you trust it."}
+    )
+
+    def __post_init__(self):
+        if self.threshold == "positive_fraction" and not (
+            self.positive_fraction is not None and 0.0 < self.positive_fraction < 1.0
+        ):
+            raise ValueError("threshold=positive_fraction needs positive_fraction in (0, 1).")
+        if self.kind == "column" and not self.column:
+            raise ValueError("kind=column needs `column`, the column holding pseudo-labels.")
+        if self.kind == "openai" and not (self.base_url and self.model_name_or_path):
+            raise ValueError("kind=openai needs base_url and model_name_or_path (the served model's name).")
+        for shot in self.few_shot:
+            if set(shot) != {"text", "label"} or shot["label"] not in ("Yes", "No"):
+                raise ValueError(f"few_shot entry {shot!r} must be {{text: ..., label: Yes|No}}.")
+
+
+@dataclass
+class PriorsConfig:
+    """How pi, theta1 and theta2 are obtained each iteration."""
+
+    method: Literal["consistent", "direct", "oracle"] = field(
+        default="consistent",
+        metadata={"help": f"{' | '.join(PRIOR_METHODS)}. consistent: theta from L, pi = theta1*rho + "
+                  "theta2*(1-rho). oracle counts all gold labels of the corpus (research comparison only)."},
+    )
+    pi: float | None = field(default=None, metadata={"help": "Fixed pi for the first iteration (null: estimate)."})
+    theta1: float | None = field(default=None, metadata={"help": "Fixed theta1 for the first iteration."})
+    theta2: float | None = field(default=None, metadata={"help": "Fixed theta2 for the first iteration."})
+    min_prior_gap: float = field(
+        default=0.1,
+        metadata={"help": "Stop when |theta1 - theta2| is below this: the UU coefficients scale as 1/gap and the "
+                  "two sets no longer differ enough to learn from."},
+    )
+    interval_level: float = field(default=0.9, metadata={"help": "Level of the bootstrap intervals."})
+
+    def __post_init__(self):
+        fixed = [self.pi, self.theta1, self.theta2]
+        if any(v is not None for v in fixed) and not all(v is not None for v in fixed):
+            raise ValueError("set all three of pi, theta1, theta2, or none.")
+        if all(v is not None for v in fixed):
+            for name, v in (("pi", self.pi), ("theta1", self.theta1), ("theta2", self.theta2)):
+                if not 0.0 <= v <= 1.0:
+                    raise ValueError(f"{name}={v} must lie in [0, 1].")
+            if not self.theta1 > self.theta2 + MIN_PRIOR_GAP_FOR_LOSS:
+                raise ValueError(
+                    f"theta1={self.theta1} must be greater than theta2={self.theta2}: the pseudo-unsafe set must hold "
+                    "more unsafe text than the pseudo-safe set; check the labels are not swapped."
+                )
+        if not 0.0 < self.min_prior_gap < 1.0:
+            raise ValueError(f"min_prior_gap={self.min_prior_gap} must lie in (0, 1).")
+
+
+@dataclass
+class ClassifierConfig:
+    """The safety classifier: a Hugging Face sequence classifier with one logit (``unsafe_logit``)."""
+
+    model_name_or_path: str = field(
+        default="minilm",
+        metadata={"help": "Folder or Hub id of the base model. `minilm` is the packaged all-MiniLM-L6-v2."},
+    )
+    backbone: Literal["frozen"] = field(
+        default="frozen",
+        metadata={"help": "frozen: encoder features computed once and cached, only the model's own head is trained "
+                  "(fast on CPU)."},
+    )
+    max_length: int = field(default=256, metadata={"help": "Tokens per text; longer texts are truncated."})
+    encode_batch_size: int = field(default=64, metadata={"help": "Texts per forward pass when computing features."})
+    feature_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where encoder features are cached (null: <output_dir>/features). Runs on the same corpus "
+                  "and encoder can share one."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow code shipped with the model to run. Off unless you trust it."}
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Training of one classifier (one iteration)."""
+
+    loss: Literal["robust_uu", "uu", "pn", "gold", "labeled"] = field(
+        default="robust_uu",
+        metadata={"help": "robust_uu: the paper's objective. uu: uncorrected UU. pn: supervised on pseudo-labels "
+                  "(vanilla). gold: supervised on corpus gold labels (ceiling). labeled: supervised on L alone."},
+    )
+    gamma: float = field(
+        default=-0.001, metadata={"help": "Slope applied to a negative partial risk (0 clips; < 0 penalises)."}
+    )
+    labeled_weight: float = field(
+        default=0.0,
+        metadata={"help": "lambda of the semi-supervised objective: risk + lambda * (supervised risk on L). 0: L is "
+                  "used only for the priors."},
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the head."})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
+    num_train_epochs: int = field(default=40, metadata={"help": "Epochs per iteration."})
+    batch_size: int = field(default=128, metadata={"help": "Texts per optimisation step."})
+    validation_fraction: float = field(
+        default=0.125,
+        metadata={"help": "Share of the corpus held out, with its pseudo-labels, to pick the epoch with the lowest "
+                  "validation risk. No gold label is used."},
+    )
+    threshold: Literal["zero", "prior_match"] = field(
+        default="zero",
+        metadata={"help": "Decision rule for relabelling. zero: sign(g). prior_match: the top share pi of the corpus "
+                  "(pi from the current priors)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of head initialisation and batch order."})
+
+    def __post_init__(self):
+        if not 0.0 < self.validation_fraction < 0.5:
+            raise ValueError(f"validation_fraction={self.validation_fraction} must lie in (0, 0.5).")
+        if self.labeled_weight < 0:
+            raise ValueError(f"labeled_weight={self.labeled_weight} must be >= 0.")
+        for name in ("learning_rate", "num_train_epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive.")
+
+
+@dataclass
+class LoopConfig:
+    """The relabel-and-retrain loop."""
+
+    iterations: int = field(default=5, metadata={"help": "Relabel-and-retrain iterations T."})
+    early_stop_flip_fraction: float | None = field(
+        default=None, metadata={"help": "Stop when fewer than this share of corpus labels flip (null: never)."}
+    )
+
+    def __post_init__(self):
+        if self.iterations < 1:
+            raise ValueError(f"iterations={self.iterations} must be at least 1.")
+
+
+@dataclass
+class RefineConfig:
+    """Options of `python -m refine`: annotate a corpus, then refine the labels with robust UU learning."""
+
+    name: str = field(default="refine", metadata={"help": "Run name; the run directory is runs/<name>."})
+    output_dir: str | None = field(default=None, metadata={"help": "Run directory (null: runs/<name>)."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over: replace this run's stages whose config changed, instead of refusing."},
+    )
+    data: DataConfig = field(default_factory=DataConfig)
+    annotator: AnnotatorConfig = field(default_factory=AnnotatorConfig)
+    priors: PriorsConfig = field(default_factory=PriorsConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def __post_init__(self):
+        if self.output_dir is None:
+            self.output_dir = f"runs/{self.name}"
