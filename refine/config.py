@@ -19,13 +19,14 @@ class DataConfig:
     """Where the corpus comes from, which columns hold what, and how it is split."""
 
     path: str = field(
-        default="${data_dir}/openai_moderation/samples-1680.jsonl.gz",
+        default="",
         metadata={"help": "Corpus file (.csv, .jsonl, .jsonl.gz, .json, .parquet) or a Hugging Face Hub dataset id. "
                   "${data_dir} expands to $SILR_DATA_DIR (default ../shared/data)."},
     )
     hub_split: str = field(default="train", metadata={"help": "Split to read when `path` is a Hub dataset id."})
     text_column: str | None = field(
-        default="text", metadata={"help": "Column holding the text. Null when prompt_column/response_column are set."}
+        default="text",
+        metadata={"help": "Column holding the text. Null when prompt_column/response_column are set."},
     )
     prompt_column: str | None = field(default=None, metadata={"help": "Prompt column of prompt/response pairs."})
     response_column: str | None = field(default=None, metadata={"help": "Response column of prompt/response pairs."})
@@ -117,8 +118,18 @@ class AnnotatorConfig:
         metadata={"help": "embedding: short descriptions of unsafe text."},
     )
     safe_descriptions: list[str] = field(
-        default_factory=lambda: ["a harmless everyday message", "a polite neutral question or statement"],
-        metadata={"help": "embedding: short descriptions of safe text."},
+        default_factory=lambda: [
+            "a harmless everyday message",
+            "a polite neutral question or statement",
+            "a factual informational text",
+            "a friendly conversation",
+            "a personal story about everyday life",
+            "a question asking for advice or help",
+            "an opinion about news, politics or society",
+            "a text about work, school, technology or hobbies",
+        ],
+        metadata={"help": "embedding: short descriptions of safe text. Covering the topics of ordinary text keeps "
+                  "score > 0 from flagging most of it (openai_moderation: 54%% flagged instead of 71%%)."},
     )
     max_length: int = field(default=256, metadata={"help": "Tokens of text shown to the annotator (truncated)."})
     batch_size: int = field(default=16, metadata={"help": "hf/embedding: texts per forward pass."})
@@ -185,6 +196,8 @@ class PriorsConfig:
                 )
         if not 0.0 < self.min_prior_gap < 1.0:
             raise ValueError(f"min_prior_gap={self.min_prior_gap} must lie in (0, 1).")
+        if not 0.5 <= self.interval_level < 1.0:
+            raise ValueError(f"interval_level={self.interval_level} must lie in [0.5, 1).")
 
 
 @dataclass
@@ -267,6 +280,8 @@ class LoopConfig:
     def __post_init__(self):
         if self.iterations < 1:
             raise ValueError(f"iterations={self.iterations} must be at least 1.")
+        if self.early_stop_flip_fraction is not None and not 0.0 <= self.early_stop_flip_fraction <= 1.0:
+            raise ValueError(f"early_stop_flip_fraction={self.early_stop_flip_fraction} must lie in [0, 1].")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -53,9 +54,18 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _float_or_none(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check (and gently convert) a YAML value to the annotated type; raises ConfigError naming the key."""
     inner, optional = _strip_optional(tp)
+    original = value
     if value is None:
         if optional:
             return None
@@ -90,8 +100,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}.")
         return value
     if inner is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}.")
+        if isinstance(value, str):
+            # PyYAML follows YAML 1.1, which reads 1e-4 (no dot) as a string; accept it as the number it spells.
+            value = _float_or_none(value)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {original!r}.")
         return float(value)
     if inner is str:
         if isinstance(value, (dict, list)):
@@ -136,6 +149,26 @@ def config_from_dict(cls: type[T], data: dict) -> T:
     return _build(cls, data)
 
 
+def _parse_value(key: str, raw: str) -> Any:
+    """A command-line value read as YAML; text YAML cannot read, or reads as ``key: value``, stays a string.
+
+    So ``--data.template "User: {prompt} Assistant: {response}"`` gives that string, not a YAML error or a mapping.
+    A broken list or mapping (``[a, b``) is an error rather than a string.
+    """
+    if raw == "":
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        if raw.lstrip()[:1] in ("[", "{"):
+            reason = str(err).splitlines()[0]
+            raise ConfigError(f"--{key}: {raw!r} is not a valid YAML list or mapping: {reason}") from err
+        return raw
+    if isinstance(value, dict) and not raw.lstrip().startswith("{"):
+        return raw
+    return value
+
+
 def parse_overrides(argv: list[str]) -> dict:
     """``["--loop.iterations", "3", "--train.loss=pn"]`` → ``{"loop": {"iterations": 3}, "train": {"loss": "pn"}}``."""
     nested: dict = {}
@@ -151,7 +184,7 @@ def parse_overrides(argv: list[str]) -> dict:
             else:
                 i += 1
                 raw = argv[i]
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = _parse_value(key, raw)
         node = nested
         parts = key.replace("-", "_").split(".")
         for part in parts[:-1]:
@@ -177,9 +210,11 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found; pass an existing YAML file to --config.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
+    if data is None:  # an empty file (or only comments): all defaults
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values, got {type(data).__name__}.")
     return data

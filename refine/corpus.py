@@ -43,10 +43,15 @@ def read_table(path: str, *, hub_split: str = "train") -> pd.DataFrame:
             raise FileNotFoundError(f"corpus file {path} not found; check data.path (and $SILR_DATA_DIR).")
         if builder is None:
             raise ValueError(f"cannot read {path}: use .csv, .jsonl, .json, .parquet (optionally .gz).")
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"corpus {path} is empty; point data.path at a file with rows.")
         try:
             table = datasets.load_dataset(builder, data_files=path, split="train")
         except Exception as err:  # datasets raises many types for unreadable files
-            raise ValueError(f"cannot read corpus file {path}: {str(err).splitlines()[0]}") from err
+            # DatasetGenerationError hides the reason in its cause, and some errors carry no message at all.
+            cause = err.__cause__ or err
+            reason = (str(cause).splitlines() or [type(cause).__name__])[0]
+            raise ValueError(f"cannot read corpus file {path}: {reason}") from err
     else:
         table = datasets.load_dataset(path, split=hub_split)
     return table.to_pandas()
@@ -61,9 +66,20 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], path: str) -> None
         )
 
 
+def _label_key(value) -> str:
+    """A comparable key for a label value: integral numbers compare as integers, so 1, 1.0 and "1" all match.
+
+    A label column with a missing value is read as float (pandas has no missing int), turning 1 into 1.0.
+    """
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        if float(value).is_integer():
+            return str(int(value))
+    return str(value)
+
+
 def _is_positive(values: pd.Series, positive_values: list) -> pd.Series:
-    positive = {str(v) for v in positive_values}
-    return values.map(lambda v: not pd.isna(v) and str(v) in positive).astype(bool)
+    positive = {_label_key(v) for v in positive_values}
+    return values.map(lambda v: not pd.isna(v) and _label_key(v) in positive).astype(bool)
 
 
 def gold_labels(frame: pd.DataFrame, label_columns: list[str], positive_values: list) -> np.ndarray:
@@ -127,8 +143,11 @@ def load_corpus(config: DataConfig, *, extra_columns: tuple[str, ...] = ()) -> p
         FileNotFoundError: If the file does not exist.
         ValueError: On a missing column, an empty corpus, or labels that cannot be split as asked.
     """
+    if not config.path:
+        raise ValueError("data.path is not set; point it at a corpus file or a Hub dataset id (see configs/refine/).")
     frame = read_table(config.path, hub_split=config.hub_split)
-    text_columns = [config.prompt_column, config.response_column] if config.prompt_column else [config.text_column]
+    pairs = bool(config.prompt_column and config.response_column)  # the same test as build_texts
+    text_columns = [config.prompt_column, config.response_column] if pairs else [config.text_column]
     _require_columns(frame, [*text_columns, *config.label_columns, *extra_columns], config.path)
     if len(frame) == 0:
         raise ValueError(f"corpus {config.path} is empty; point data.path at a file with rows.")

@@ -31,10 +31,14 @@ def sigmoid_loss(logits: torch.Tensor, sign: float) -> torch.Tensor:
     return torch.sigmoid(-sign * logits)
 
 
-def _mean_or_zero(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values``; an empty set contributes 0 (kept on the graph of ``like``)."""
+def _mean_or_zero(values: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values``; an empty set contributes 0.
+
+    The zero is the sum over no elements, so it stays on the graph of ``values`` and, unlike ``0 * other.sum()``,
+    cannot turn into NaN when the other set holds an infinite logit (fp16 overflow).
+    """
     if values.numel() == 0:
-        return like.sum() * 0.0
+        return values.sum()
     return values.mean()
 
 
@@ -76,13 +80,8 @@ def uu_partial_risks(
         ``(positive_risk, negative_risk)``: estimates of ``pi * E+[l+]`` and ``(1 - pi) * E-[l-]``, scalar tensors.
     """
     a, b, c, d = uu_coefficients(pi=pi, theta1=theta1, theta2=theta2)
-    like = torch.cat([logits1.reshape(-1), logits2.reshape(-1)])
-    positive_risk = a * _mean_or_zero(sigmoid_loss(logits1, +1), like) - c * _mean_or_zero(
-        sigmoid_loss(logits2, +1), like
-    )
-    negative_risk = d * _mean_or_zero(sigmoid_loss(logits2, -1), like) - b * _mean_or_zero(
-        sigmoid_loss(logits1, -1), like
-    )
+    positive_risk = a * _mean_or_zero(sigmoid_loss(logits1, +1)) - c * _mean_or_zero(sigmoid_loss(logits2, +1))
+    negative_risk = d * _mean_or_zero(sigmoid_loss(logits2, -1)) - b * _mean_or_zero(sigmoid_loss(logits1, -1))
     return positive_risk, negative_risk
 
 
@@ -136,4 +135,4 @@ def pn_risk(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         A scalar tensor; 0 when ``n == 0``.
     """
     signs = labels.to(logits.dtype) * 2.0 - 1.0
-    return _mean_or_zero(torch.sigmoid(-signs * logits), logits)
+    return _mean_or_zero(torch.sigmoid(-signs * logits))

@@ -51,7 +51,9 @@ def _validate(gold: np.ndarray, pseudo: np.ndarray) -> tuple[np.ndarray, np.ndar
         )
     for name, values in (("gold", gold), ("pseudo", pseudo)):
         if values.size and not np.isin(values, (0, 1)).all():
-            raise ValueError(f"{name} labels must be 0 or 1; found {sorted(set(np.unique(values)) - {0, 1})[:5]}.")
+            # .tolist() gives plain Python values, so the message reads [-1, 2], not [np.int64(-1), ...].
+            unexpected = sorted(set(np.unique(values).tolist()) - {0, 1}, key=str)[:5]
+            raise ValueError(f"{name} labels must be 0 or 1; found {unexpected}.")
     return gold.astype(np.int64), pseudo.astype(np.int64)
 
 

@@ -12,8 +12,8 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,20 @@ class RunConflictError(ValueError):
     """The run directory holds results made with a different config."""
 
 
+def _temporary_name(target: Path) -> Path:
+    """A fresh hidden name beside ``target`` (same file system, so the final ``os.replace`` is atomic)."""
+    return target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary_name(target)
+    # Created with open() so the file gets the usual 0666 & ~umask; mkstemp's 0600 would survive the rename and hide
+    # the results from other users of a shared run directory.
+    tmp_path.open("x").close()
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -48,7 +54,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; it becomes ``target`` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _temporary_name(target)
+    tmp.mkdir()  # 0777 & ~umask, like any folder; mkdtemp's 0700 would survive the rename
     try:
         yield tmp
         if target.exists():
@@ -59,9 +66,16 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def _json_default(value: Any) -> Any:
+    """numpy and torch scalars and arrays as Python values: np.int64(3) stays 3 and np.bool_(True) stays true."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return float(value)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -89,6 +103,8 @@ def read_json(path: str | os.PathLike) -> Any:
 def read_parquet(path: str | os.PathLike):
     import pandas as pd
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} not found; rerun the stage that writes it.")
     try:
         return pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for damaged files
@@ -127,27 +143,41 @@ class RunDir:
     def stage(self, name: str) -> Path:
         return self.root / name
 
-    def claim_stage(self, name: str, config: dict, *, overwrite: bool) -> Path:
-        """Check (or record) that stage ``name`` is made from ``config``; returns the stage folder.
+    def check_stage(self, name: str, config: dict, *, overwrite: bool) -> bool:
+        """Whether stage ``name`` already holds results of ``config`` (True), or is empty / to be replaced (False).
+
+        Writes nothing, so a run can refuse a conflict before it does any work.
 
         Raises:
-            RunConflictError: If the stage holds results of another config and ``overwrite`` is False.
+            RunConflictError: If the stage holds results of another config and ``overwrite`` is False, or the folder
+                exists but was not made by silr.
         """
         folder = self.stage(name)
         marker = folder / STAGE_FILE
         if marker.exists():
             recorded = read_json(marker)
             if recorded.get("fingerprint") == fingerprint(config):
-                return folder
+                return True
             if not overwrite:
                 raise RunConflictError(
                     f"{folder} holds results of a different config ({describe_difference(recorded.get('config', {}), config)}); "
                     "use a new run name, or pass --overwrite_output_dir to start this stage over."
                 )
-            shutil.rmtree(folder)
         elif folder.exists() and any(folder.iterdir()):
             # Never delete a folder silr did not make, even when asked to start over.
             raise RunConflictError(f"{folder} exists and was not made by silr; choose another output_dir.")
+        return False
+
+    def claim_stage(self, name: str, config: dict, *, overwrite: bool) -> Path:
+        """Check (see :meth:`check_stage`) and record that stage ``name`` is made from ``config``.
+
+        A silr-made stage of another config is replaced when ``overwrite`` is True. Returns the stage folder.
+        """
+        folder = self.stage(name)
+        if self.check_stage(name, config, overwrite=overwrite):
+            return folder
+        if (folder / STAGE_FILE).exists():
+            shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(marker, {"fingerprint": fingerprint(config), "config": config})
+        write_json(folder / STAGE_FILE, {"fingerprint": fingerprint(config), "config": config})
         return folder

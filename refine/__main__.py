@@ -1,0 +1,5 @@
+import sys
+
+from refine.cli import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""`python -m refine --config x.yaml [--section.key value ...]`: annotate a corpus and refine its labels."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+USAGE = "python -m refine --config CONFIG.yaml [--section.key VALUE ...]"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m refine", usage=USAGE, add_help=False,
+        description="Annotate a corpus with an LLM (or another annotator), then refine the labels by robust UU "
+        "learning. Every config key can be overridden on the command line.",
+    )
+    parser.add_argument("--config", help="YAML config file (see configs/refine/).")
+    parser.add_argument("-h", "--help", action="store_true", help="Show every config key with its help and exit.")
+    return parser
+
+
+def print_help(parser: argparse.ArgumentParser) -> None:
+    from refine.config import RefineConfig
+    from refine.config_loading import describe_fields
+
+    parser.print_help()
+    print("\nconfig keys (YAML sections, or --section.key on the command line):")
+    for key, default, help_text in describe_fields(RefineConfig):
+        print(f"  {key}  (default: {default!r})\n      {help_text}")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args, overrides = parser.parse_known_args(argv)
+    if args.help:
+        print_help(parser)
+        return 0
+    if args.config is None and not overrides:
+        parser.print_usage(sys.stderr)
+        print("error: pass --config CONFIG.yaml (see configs/refine/)", file=sys.stderr)
+        return 2
+    setup_logging()
+    from refine.config import RefineConfig
+    from refine.config_loading import load_config
+
+    try:
+        config = load_config(RefineConfig, args.config, overrides)
+        from refine.loop import run_refine
+        from refine.report import format_table
+
+        table = run_refine(config)
+        baselines_path = os.path.join(config.output_dir, "refine", "baselines.json")
+        from refine.rundir import read_json
+
+        baselines = read_json(baselines_path) if os.path.exists(baselines_path) else {}
+    except (ValueError, OSError, KeyError) as err:
+        if os.environ.get("SILR_DEBUG"):
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 1
+    print(format_table(table, baselines))
+    print(f"results: {os.path.join(config.output_dir, 'refine')} (metrics.csv, summary.json, accuracy.png, priors.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""The refine recipe: annotate → (estimate priors → train a fresh robust-UU classifier → relabel) × T.
+
+Reads top to bottom like a training recipe. Each iteration writes its own folder atomically
+(``refine/iter_<k>/``: labels, priors, metrics, classifier), so a rerun resumes at the first missing iteration and
+ends with the same results as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from refine.annotators import annotate_corpus
+from refine.baselines import simple_baselines
+from refine.classifier_io import ClassifierMeta, save_refined_classifier
+from refine.config import RefineConfig
+from refine.config_loading import config_to_dict
+from refine.corpus import load_corpus
+from refine.encoder import Features, cached_features, load_classifier
+from refine.head_training import HeadData, predict_logits, train_head
+from refine.heads import new_head
+from refine.metrics import classification_metrics, flip_count
+from refine.objectives import UNLABELED_LOSSES
+from refine.priors import Priors, assess_signal, bootstrap_intervals, estimate_priors
+from refine.report import write_report
+from refine.rundir import RunDir, atomic_dir, read_json, read_parquet, write_json, write_parquet, write_yaml
+
+logger = logging.getLogger(__name__)
+
+# Config keys that do not change results: excluded from stage fingerprints so they can change on resume.
+NON_RESULT_KEYS = {
+    "name", "output_dir", "overwrite_output_dir", "loop", "classifier.feature_cache_dir",
+    "classifier.encode_batch_size", "annotator.batch_size", "annotator.max_concurrency", "annotator.max_retries",
+    "annotator.request_timeout",
+}
+
+
+class NoSignalError(ValueError):
+    """The pseudo-labelled sets do not differ enough in their unsafe rate for UU learning."""
+
+
+def _result_config(config: RefineConfig, sections: tuple[str, ...]) -> dict:
+    full = config_to_dict(config)
+    out = {}
+    for section in sections:
+        value = full[section]
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if f"{section}.{k}" not in NON_RESULT_KEYS}
+        out[section] = value
+    return out
+
+
+def annotate_fingerprint(config: RefineConfig) -> dict:
+    return _result_config(config, ("data", "annotator"))
+
+
+def refine_fingerprint(config: RefineConfig) -> dict:
+    return _result_config(config, ("data", "annotator", "priors", "classifier", "train"))
+
+
+@dataclass
+class Corpus:
+    """The corpus with its frozen features and fixed index sets (rows of ``frame``)."""
+
+    frame: pd.DataFrame
+    features: Features
+    train: np.ndarray  # rows of the corpus X (annotated, refined)
+    test: np.ndarray  # gold test split: evaluation only
+    labeled: np.ndarray  # L ⊂ train
+    validation: np.ndarray  # ⊂ train, for model selection with pseudo-labels
+
+    @property
+    def gold(self) -> np.ndarray:
+        return self.frame["gold"].to_numpy()
+
+    def head_data(self, rows: np.ndarray, labels: np.ndarray) -> HeadData:
+        """``labels`` are pseudo-labels of all corpus rows."""
+        return HeadData(
+            features=self.features.head_input[rows],
+            in_u1=torch.as_tensor(labels[rows] == 1),
+            gold=torch.as_tensor(self.gold[rows].astype(np.int64)),
+        )
+
+
+def split_priors(config: RefineConfig, corpus: Corpus, labels: np.ndarray, seed: int) -> tuple[Priors, dict]:
+    """Priors of the split given by ``labels`` (over the training rows), with bootstrap intervals."""
+    method = config.priors.method
+    rows = corpus.train[corpus.gold[corpus.train] >= 0] if method == "oracle" else corpus.labeled
+    if len(rows) == 0:
+        raise ValueError(
+            "priors need gold labels: set data.label_columns (for the labelled set L), or fix priors.pi/theta1/theta2."
+        )
+    rho = float(labels[corpus.train].mean())
+    gold, pseudo = corpus.gold[rows], labels[rows]
+    priors = estimate_priors(gold, pseudo, method=method, rho=rho)
+    intervals = bootstrap_intervals(gold, pseudo, method=method, rho=rho, level=config.priors.interval_level, seed=seed)
+    return priors, intervals
+
+
+def check_signal(priors: Priors, intervals: dict, *, min_prior_gap: float, n_labeled: int, iteration: int) -> str:
+    """Stop on a split that carries no signal; warn loudly on an inverted or unconfirmed one."""
+    signal = assess_signal(priors, intervals["gap"], min_prior_gap=min_prior_gap)
+    t1, t2 = intervals["theta1"], intervals["theta2"]
+    numbers = (
+        f"theta1={priors.theta1:.2f} [{t1[0]:.2f}, {t1[1]:.2f}], theta2={priors.theta2:.2f} [{t2[0]:.2f}, {t2[1]:.2f}] "
+        f"(90% bootstrap intervals, {n_labeled} labels)"
+    )
+    source = "the annotator's labels" if iteration == 0 else f"the labels of iteration {iteration}"
+    if signal == "none":
+        raise NoSignalError(
+            f"{source} carry no usable signal: {numbers}; |theta1 - theta2| < min_prior_gap={min_prior_gap}, so UU "
+            "learning cannot improve on them. Use a stronger annotator or more gold labels (data.num_labeled)."
+        )
+    if signal == "inverted":
+        logger.warning("WARNING: %s are ANTI-CORRELATED with the gold labels: %s. The UU risk stays unbiased "
+                       "(it inverts them), but check the annotator's prompt and label mapping.", source, numbers)
+    elif signal == "weak":
+        logger.warning("%s may carry no signal: the interval of theta1 - theta2 includes 0 (%s).", source, numbers)
+    return signal
+
+
+def _iteration_row(corpus: Corpus, k: int, labels: np.ndarray, scores: np.ndarray, previous: np.ndarray | None,
+                   priors: Priors, intervals: dict, signal: str) -> dict:
+    row = {"iteration": k, "rho": float(labels[corpus.train].mean()), "signal": signal, **priors.as_dict()}
+    for name, (lo, hi) in intervals.items():
+        row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
+    row["flips"] = flip_count(previous[corpus.train], labels[corpus.train]) if previous is not None else 0
+    row["flip_fraction"] = row["flips"] / len(corpus.train)
+    labeled = classification_metrics(corpus.gold[corpus.labeled], labels[corpus.labeled])
+    row["labeled_accuracy"] = labeled.get("accuracy", float("nan"))
+    row["n_labeled"] = labeled["n"]
+    test = classification_metrics(corpus.gold[corpus.test], labels[corpus.test], scores[corpus.test])
+    row.update({f"test_{key}": value for key, value in test.items()})
+    return row
+
+
+def _write_iteration(folder: Path, corpus: Corpus, labels, scores, row, extra: dict, head=None, meta=None) -> None:
+    with atomic_dir(folder) as tmp:
+        frame = pd.DataFrame({
+            "id": corpus.frame["id"], "split": corpus.frame["split"], "pseudo_label": labels.astype(np.int8),
+            "score": scores.astype(np.float32),
+        })
+        write_parquet(tmp / "labels.parquet", frame)
+        write_json(tmp / "priors.json", {key: row[key] for key in row if key.startswith(("pi", "theta", "gap", "rho"))})
+        for name, value in extra.items():
+            write_json(tmp / f"{name}.json", value)
+        if head is not None:
+            save_refined_classifier(tmp / "classifier", head, meta)
+        write_json(tmp / "metrics.json", row)  # written last: its presence marks a complete iteration
+
+
+def _read_iteration(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    frame = read_parquet(folder / "labels.parquet")
+    return frame["pseudo_label"].to_numpy().astype(np.int64), frame["score"].to_numpy(), read_json(folder / "metrics.json")
+
+
+def _summary_line(row: dict, total: int, seconds: float) -> str:
+    parts = [f"iteration {row['iteration']}/{total}:", f"theta1 {row['theta1']:.2f}, theta2 {row['theta2']:.2f},",
+             f"flips {row['flips']},", f"L acc {row['labeled_accuracy']:.3f} (n={row['n_labeled']})"]
+    if "test_accuracy" in row:
+        parts.append(f", test acc {row['test_accuracy']:.3f} (n={row['test_n']})")
+    return " ".join(parts) + f", {seconds:.1f}s"
+
+
+def prepare_corpus(config: RefineConfig, run: RunDir):
+    """Load the corpus, the classifier's base model and the cached features; fix validation rows."""
+    extra = (config.annotator.column,) if config.annotator.kind == "column" else ()
+    frame = load_corpus(config.data, extra_columns=extra)
+    model, tokenizer = load_classifier(config.classifier.model_name_or_path,
+                                       trust_remote_code=config.classifier.trust_remote_code)
+    features = cached_features(
+        model, tokenizer, frame["text"].tolist(), model_name_or_path=config.classifier.model_name_or_path,
+        max_length=config.classifier.max_length, batch_size=config.classifier.encode_batch_size,
+        cache_dir=config.classifier.feature_cache_dir or str(run.root / "features"),
+    )
+    train = np.flatnonzero(frame["split"].to_numpy() == "train")
+    rng = np.random.default_rng(config.train.seed)
+    n_validation = max(1, int(round(config.train.validation_fraction * len(train))))
+    validation = np.sort(rng.choice(train, n_validation, replace=False))
+    corpus = Corpus(
+        frame=frame, features=features, train=train, test=np.flatnonzero(frame["split"].to_numpy() == "test"),
+        labeled=np.flatnonzero(frame["labeled"].to_numpy()), validation=validation,
+    )
+    return corpus, model, tokenizer
+
+
+def decision_threshold(config: RefineConfig, logits: np.ndarray, priors: Priors) -> float:
+    if config.train.threshold == "prior_match":
+        return float(np.quantile(logits, 1.0 - priors.pi))
+    return 0.0
+
+
+def run_refine(config: RefineConfig) -> pd.DataFrame:
+    """Run (or resume) the whole refine stage; returns the per-iteration metrics table."""
+    run = RunDir(config.output_dir)
+    created = not run.root.exists()
+    overwrite = config.overwrite_output_dir
+    run.check_stage("annotate", annotate_fingerprint(config), overwrite=overwrite)
+    run.check_stage("refine", refine_fingerprint(config), overwrite=overwrite)
+    try:
+        return _run(config, run)
+    except BaseException:
+        if created and not (run.stage("refine") / "iter_0" / "metrics.json").exists():
+            shutil.rmtree(run.root, ignore_errors=True)  # a fresh run that produced nothing leaves nothing behind
+        raise
+
+
+def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
+    corpus, model, tokenizer = prepare_corpus(config, run)
+    write_yaml(run.root / "config.yaml", config_to_dict(config))
+    annotate_dir = run.claim_stage("annotate", annotate_fingerprint(config), overwrite=config.overwrite_output_dir)
+    annotations = annotate_corpus(
+        corpus.frame, config.annotator, annotate_dir, sentence_embeddings=corpus.features.mean,
+        encoder=(model, tokenizer), encoder_name=config.classifier.model_name_or_path,
+    )
+    refine_dir = run.claim_stage("refine", refine_fingerprint(config), overwrite=config.overwrite_output_dir)
+    n_labeled = len(corpus.labeled)
+    iterations = config.loop.iterations
+
+    # Iteration 0: the annotator's own labels.
+    start = time.perf_counter()
+    folder = refine_dir / "iter_0"
+    if (folder / "metrics.json").exists():
+        labels, scores, row = _read_iteration(folder)
+    else:
+        labels = annotations["pseudo_label"].to_numpy().astype(np.int64)
+        scores = annotations["annotator_score"].to_numpy().astype(np.float64)
+        priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed)
+        signal = check_signal(priors, intervals, min_prior_gap=config.priors.min_prior_gap, n_labeled=n_labeled,
+                              iteration=0)
+        row = _iteration_row(corpus, 0, labels, scores, None, priors, intervals, signal)
+        _write_iteration(folder, corpus, labels, scores, row, {})
+    logger.info(_summary_line(row, iterations, time.perf_counter() - start))
+    rows = [row]
+
+    for k in range(1, iterations + 1):
+        start = time.perf_counter()
+        folder = refine_dir / f"iter_{k}"
+        previous_row, previous_labels = rows[-1], labels
+        if (folder / "metrics.json").exists():
+            labels, scores, row = _read_iteration(folder)
+        else:
+            if k == 1 and config.priors.pi is not None:
+                priors = Priors(config.priors.pi, config.priors.theta1, config.priors.theta2)
+            else:
+                priors = Priors(previous_row["pi"], previous_row["theta1"], previous_row["theta2"])
+            if previous_row["signal"] == "none" and config.train.loss in UNLABELED_LOSSES:
+                raise NoSignalError(
+                    f"the labels of iteration {k - 1} carry no usable signal (theta1={previous_row['theta1']:.2f}, "
+                    f"theta2={previous_row['theta2']:.2f}); stop at iteration {k - 1} (--loop.iterations {k - 1})."
+                )
+            seed = config.train.seed + k
+            train_rows = corpus.labeled if config.train.loss == "labeled" else np.setdiff1d(corpus.train, corpus.validation)
+            head, history = train_head(
+                new_head(model, seed=seed), corpus.head_data(train_rows, previous_labels), config=config.train,
+                priors=priors, seed=seed,
+                validation=None if config.train.loss == "labeled" else corpus.head_data(corpus.validation, previous_labels),
+                labeled=corpus.head_data(corpus.labeled, previous_labels),
+            )
+            scores = predict_logits(head, corpus.features.head_input).numpy().astype(np.float64)
+            threshold = decision_threshold(config, scores[corpus.train], priors)
+            labels = (scores > threshold).astype(np.int64)
+            new_priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed + k)
+            signal = assess_signal(new_priors, intervals["gap"], min_prior_gap=config.priors.min_prior_gap)
+            if labels[corpus.train].min() == labels[corpus.train].max():
+                signal = "collapsed"
+            row = _iteration_row(corpus, k, labels, scores, previous_labels, new_priors, intervals, signal)
+            row.update({"threshold": threshold, "trained_with": priors.as_dict(),
+                        "best_epoch": _best_epoch(history)})
+            meta = ClassifierMeta(
+                model_name_or_path=config.classifier.model_name_or_path, family=head.family,
+                max_length=config.classifier.max_length, threshold=threshold, template=config.data.template,
+                trust_remote_code=config.classifier.trust_remote_code,
+            )
+            _write_iteration(folder, corpus, labels, scores, row, {"history": history}, head, meta)
+        logger.info(_summary_line(row, iterations, time.perf_counter() - start))
+        rows.append(row)
+        if row["signal"] == "collapsed":
+            logger.warning(
+                "iteration %d labelled every training text %s: the classifier collapsed to one class, so there is "
+                "nothing left to refine; stopping. (With loss=pn this is what training on noisy labels can do.)",
+                k, "unsafe" if labels[corpus.train][0] else "safe",
+            )
+            break
+        stop = config.loop.early_stop_flip_fraction
+        if stop is not None and row["flip_fraction"] < stop:
+            logger.info("stopping early: %.4f of labels flipped (< %s)", row["flip_fraction"], stop)
+            break
+
+    baselines_path = refine_dir / "baselines.json"
+    if baselines_path.exists():
+        baselines = read_json(baselines_path)
+    else:
+        baselines = simple_baselines(corpus, model, config)
+        write_json(baselines_path, baselines)
+    table = pd.DataFrame(rows)
+    write_report(refine_dir, table, baselines)
+    return table
+
+
+def _best_epoch(history: list[dict]) -> int:
+    if history and "validation_risk" in history[0]:
+        return int(min(history, key=lambda r: r["validation_risk"])["epoch"])
+    return len(history)
