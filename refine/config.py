@@ -55,7 +55,8 @@ class DataConfig:
         metadata={"help": "Size of the labelled set L, drawn at random (not class-balanced) from the gold-labelled "
                   "training rows. Used to estimate priors (and, if train.labeled_weight > 0, in the objective)."},
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the sample and the splits."})
+    sample_seed: int = field(default=0, metadata={"help": "Seed of the max_examples sample (fixed across split seeds)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the test split and of the labelled set L."})
 
     def __post_init__(self):
         if not 0.0 <= self.test_fraction < 1.0:
@@ -215,11 +216,6 @@ class ClassifierConfig:
     )
     max_length: int = field(default=256, metadata={"help": "Tokens per text; longer texts are truncated."})
     encode_batch_size: int = field(default=64, metadata={"help": "Texts per forward pass when computing features."})
-    feature_cache_dir: str | None = field(
-        default=None,
-        metadata={"help": "Where encoder features are cached (null: <output_dir>/features). Runs on the same corpus "
-                  "and encoder can share one."},
-    )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code shipped with the model to run. Off unless you trust it."}
     )
@@ -293,6 +289,11 @@ class RefineConfig:
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start over: replace this run's stages whose config changed, instead of refusing."},
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Cache of per-text work that does not depend on splits or thresholds: encoder features and "
+                  "annotator scores (null: <output_dir>/cache). Runs on the same corpus can share one."},
     )
     data: DataConfig = field(default_factory=DataConfig)
     annotator: AnnotatorConfig = field(default_factory=AnnotatorConfig)

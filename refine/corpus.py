@@ -152,7 +152,7 @@ def load_corpus(config: DataConfig, *, extra_columns: tuple[str, ...] = ()) -> p
     if len(frame) == 0:
         raise ValueError(f"corpus {config.path} is empty; point data.path at a file with rows.")
     if config.max_examples is not None and config.max_examples < len(frame):
-        keep = np.sort(np.random.default_rng(config.seed).choice(len(frame), config.max_examples, replace=False))
+        keep = np.sort(np.random.default_rng(config.sample_seed).choice(len(frame), config.max_examples, replace=False))
         frame = frame.iloc[keep]
     corpus = pd.DataFrame({"id": frame.index.to_numpy(), "text": build_texts(frame, config).to_numpy()})
     empty = (corpus["text"].str.strip() == "").sum()

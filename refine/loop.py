@@ -30,13 +30,15 @@ from refine.metrics import classification_metrics, flip_count
 from refine.objectives import UNLABELED_LOSSES
 from refine.priors import Priors, assess_signal, bootstrap_intervals, estimate_priors
 from refine.report import write_report
-from refine.rundir import RunDir, atomic_dir, read_json, read_parquet, write_json, write_parquet, write_yaml
+from refine.rundir import (
+    RunDir, atomic_dir, fingerprint, read_json, read_parquet, write_json, write_parquet, write_yaml,
+)
 
 logger = logging.getLogger(__name__)
 
 # Config keys that do not change results: excluded from stage fingerprints so they can change on resume.
 NON_RESULT_KEYS = {
-    "name", "output_dir", "overwrite_output_dir", "loop", "classifier.feature_cache_dir",
+    "name", "output_dir", "overwrite_output_dir", "cache_dir", "loop",
     "classifier.encode_batch_size", "annotator.batch_size", "annotator.max_concurrency", "annotator.max_retries",
     "annotator.request_timeout",
 }
@@ -59,6 +61,14 @@ def _result_config(config: RefineConfig, sections: tuple[str, ...]) -> dict:
 
 def annotate_fingerprint(config: RefineConfig) -> dict:
     return _result_config(config, ("data", "annotator"))
+
+
+def annotator_scores_key(config: RefineConfig, frame: pd.DataFrame) -> str:
+    """Key of the annotator's per-text scores: the annotator settings that change a score, and the texts."""
+    settings = {k: v for k, v in config_to_dict(config)["annotator"].items()
+                if k not in ("threshold", "positive_fraction", "batch_size", "max_concurrency", "max_retries",
+                             "request_timeout")}
+    return fingerprint({"annotator": settings, "texts": fingerprint({"t": frame["text"].tolist()})})
 
 
 def refine_fingerprint(config: RefineConfig) -> dict:
@@ -178,7 +188,7 @@ def prepare_corpus(config: RefineConfig, run: RunDir):
     features = cached_features(
         model, tokenizer, frame["text"].tolist(), model_name_or_path=config.classifier.model_name_or_path,
         max_length=config.classifier.max_length, batch_size=config.classifier.encode_batch_size,
-        cache_dir=config.classifier.feature_cache_dir or str(run.root / "features"),
+        cache_dir=cache_dir(config),
     )
     train = np.flatnonzero(frame["split"].to_numpy() == "train")
     rng = np.random.default_rng(config.train.seed)
@@ -189,6 +199,10 @@ def prepare_corpus(config: RefineConfig, run: RunDir):
         labeled=np.flatnonzero(frame["labeled"].to_numpy()), validation=validation,
     )
     return corpus, model, tokenizer
+
+
+def cache_dir(config: RefineConfig) -> str:
+    return config.cache_dir or str(Path(config.output_dir) / "cache")
 
 
 def decision_threshold(config: RefineConfig, logits: np.ndarray, priors: Priors) -> float:
@@ -219,6 +233,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
     annotations = annotate_corpus(
         corpus.frame, config.annotator, annotate_dir, sentence_embeddings=corpus.features.mean,
         encoder=(model, tokenizer), encoder_name=config.classifier.model_name_or_path,
+        score_cache_dir=Path(cache_dir(config)) / f"annotator-{annotator_scores_key(config, corpus.frame)}",
     )
     refine_dir = run.claim_stage("refine", refine_fingerprint(config), overwrite=config.overwrite_output_dir)
     n_labeled = len(corpus.labeled)

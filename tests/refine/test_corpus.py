@@ -109,16 +109,20 @@ class TestRealCorpora:
         assert (corpus["gold"] == 0).sum() == 4_163
 
     def test_davidson_sample_is_seeded(self):
-        def sample(seed: int) -> pd.DataFrame:
+        def sample(sample_seed: int, seed: int = 0) -> pd.DataFrame:
             return load_corpus(
                 DataConfig(path=require(DAVIDSON), text_column="tweet", label_columns=["class"],
-                           positive_values=[0, 1], max_examples=2000, seed=seed)
+                           positive_values=[0, 1], max_examples=2000, sample_seed=sample_seed, seed=seed)
             )
 
         first, again, other = sample(3), sample(3), sample(4)
         pd.testing.assert_frame_equal(first, again)
         assert len(first) == 2000 and first["id"].is_unique and first["id"].is_monotonic_increasing
         assert first["id"].tolist() != other["id"].tolist()
+        # The split seed draws other test/L rows from the same fixed sample.
+        resplit = sample(3, seed=1)
+        assert resplit["id"].tolist() == first["id"].tolist()
+        assert resplit["split"].tolist() != first["split"].tolist()
         # ids are row numbers of the source file, so each text is the one on that row.
         source = pd.read_csv(DAVIDSON)
         assert first["text"].tolist() == source["tweet"].iloc[first["id"]].tolist()
