@@ -73,11 +73,12 @@ class DataConfig:
 class AnnotatorConfig:
     """The source of pseudo-labels (U1 = pseudo-unsafe, U2 = pseudo-safe)."""
 
-    kind: Literal["embedding", "hf", "openai", "column"] = field(
+    kind: Literal["embedding", "hf", "openai", "column", "simulated"] = field(
         default="embedding",
         metadata={"help": "embedding: zero-shot MiniLM similarity to class descriptions (not an LLM; offline). "
                   "hf: a local causal LM asked Yes/No. openai: an OpenAI-compatible chat server. "
-                  "column: labels already in the data."},
+                  "column: labels already in the data. simulated: research only, gold labels flipped at random with "
+                  "class-conditional rates (needs gold on every row)."},
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -148,8 +149,23 @@ class AnnotatorConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "hf: allow code shipped with the model to run. Off unless you trust it."}
     )
+    flip_unsafe: float = field(
+        default=0.3, metadata={"help": "simulated: share of unsafe texts labelled safe (P(s=-1 | y=+1))."}
+    )
+    flip_safe: float = field(
+        default=0.1, metadata={"help": "simulated: share of safe texts labelled unsafe (P(s=+1 | y=-1))."}
+    )
+    noise_seed: int = field(default=0, metadata={"help": "simulated: seed of the label flips."})
 
     def __post_init__(self):
+        for name in ("flip_unsafe", "flip_safe"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1).")
+        if self.kind == "simulated" and self.flip_unsafe + self.flip_safe >= 1.0:
+            raise ValueError(
+                f"flip_unsafe + flip_safe = {self.flip_unsafe + self.flip_safe:.2f} must be below 1, or the simulated "
+                "labels carry no signal (or inverted signal)."
+            )
         if self.threshold == "positive_fraction" and not (
             self.positive_fraction is not None and 0.0 < self.positive_fraction < 1.0
         ):

@@ -31,7 +31,14 @@ from refine.objectives import UNLABELED_LOSSES
 from refine.priors import Priors, assess_signal, bootstrap_intervals, estimate_priors
 from refine.report import write_report
 from refine.rundir import (
-    RunDir, atomic_dir, fingerprint, read_json, read_parquet, write_json, write_parquet, write_yaml,
+    RunDir,
+    atomic_dir,
+    fingerprint,
+    read_json,
+    read_parquet,
+    write_json,
+    write_parquet,
+    write_yaml,
 )
 
 logger = logging.getLogger(__name__)

@@ -6,8 +6,9 @@ Kinds (``AnnotatorConfig.kind``):
 - ``embedding``: zero-shot similarity to class descriptions; not an LLM (:mod:`refine.annotators.embedding`).
 - ``hf``: a local causal LM asked Yes/No (:mod:`refine.annotators.hf_causal`).
 - ``openai``: an OpenAI-compatible chat server asked Yes/No (:mod:`refine.annotators.openai_chat`).
+- ``simulated``: research only; gold labels with class-conditional flips (:mod:`refine.annotators.simulated`).
 
-Every kind but ``column`` gives a score (higher = more likely unsafe) that :mod:`refine.annotators.decision` turns
+Every kind but ``column`` and ``simulated`` gives a score (higher = more likely unsafe) that :mod:`refine.annotators.decision` turns
 into labels. The result is written to ``<stage_dir>/labels.parquet`` and read back on a rerun; the slow kinds also
 keep finished chunks in ``<score_cache_dir>/partial/`` so an interrupted run resumes (:mod:`refine.annotators.chunks`).
 """
@@ -40,6 +41,7 @@ _FIXES = {
     "annotator.instruction / few_shot",
 }
 _FIXES["openai"] = _FIXES["hf"]
+_FIXES["simulated"] = "lower annotator.flip_unsafe / flip_safe"
 
 
 def _read_labels(path: Path, corpus: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +124,12 @@ def annotate_corpus(
         from refine.annotators.column import column_labels
 
         pseudo = column_labels(corpus, config.column, config.column_positive_values)
+        scores, num_scored = np.where(pseudo == 1, 1.0, -1.0), len(corpus)
+    elif config.kind == "simulated":
+        from refine.annotators.simulated import simulated_labels
+
+        pseudo = simulated_labels(corpus["gold"].to_numpy(), flip_unsafe=config.flip_unsafe,
+                                  flip_safe=config.flip_safe, seed=config.noise_seed)
         scores, num_scored = np.where(pseudo == 1, 1.0, -1.0), len(corpus)
     else:
         scores, num_scored = _scores(
