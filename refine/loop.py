@@ -7,9 +7,11 @@ ends with the same results as an uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +160,7 @@ def _iteration_row(corpus: Corpus, k: int, labels: np.ndarray, scores: np.ndarra
     return row
 
 
-def _write_iteration(folder: Path, corpus: Corpus, labels, scores, row, extra: dict, head=None, meta=None) -> None:
+def _write_iteration(folder: Path, corpus: Corpus, labels, scores, row, extra: dict, save_classifier=None) -> None:
     with atomic_dir(folder) as tmp:
         frame = pd.DataFrame({
             "id": corpus.frame["id"], "split": corpus.frame["split"], "pseudo_label": labels.astype(np.int8),
@@ -168,8 +170,8 @@ def _write_iteration(folder: Path, corpus: Corpus, labels, scores, row, extra: d
         write_json(tmp / "priors.json", {key: row[key] for key in row if key.startswith(("pi", "theta", "gap", "rho"))})
         for name, value in extra.items():
             write_json(tmp / f"{name}.json", value)
-        if head is not None:
-            save_refined_classifier(tmp / "classifier", head, meta)
+        if save_classifier is not None:
+            save_classifier(tmp / "classifier")
         write_json(tmp / "metrics.json", row)  # written last: its presence marks a complete iteration
 
 
@@ -216,6 +218,37 @@ def decision_threshold(config: RefineConfig, logits: np.ndarray, priors: Priors)
     if config.train.threshold == "prior_match":
         return float(np.quantile(logits, 1.0 - priors.pi))
     return 0.0
+
+
+@dataclass
+class TrainedClassifier:
+    """One iteration's classifier: its ``unsafe_logit`` on every corpus row, its history, and how to save it."""
+
+    scores: np.ndarray  # (N,) float64, corpus order (train and test rows)
+    history: list[dict]  # per-epoch train_risk / validation_risk
+    save: Callable[..., None]  # save(folder, threshold=decision_threshold)
+
+
+def train_classifier(config: RefineConfig, corpus: Corpus, model, labels: np.ndarray, priors: Priors, *,
+                     seed: int) -> TrainedClassifier:
+    """Train a fresh classifier on the split given by ``labels`` (the seam between backbones)."""
+    train_rows = corpus.labeled if config.train.loss == "labeled" else np.setdiff1d(corpus.train, corpus.validation)
+    validation = None if config.train.loss == "labeled" else corpus.head_data(corpus.validation, labels)
+    head, history = train_head(
+        new_head(model, seed=seed), corpus.head_data(train_rows, labels), config=config.train, priors=priors,
+        seed=seed, validation=validation, labeled=corpus.head_data(corpus.labeled, labels),
+    )
+
+    def save(folder: Path, threshold: float) -> None:
+        meta = ClassifierMeta(
+            model_name_or_path=config.classifier.model_name_or_path, family=head.family,
+            max_length=config.classifier.max_length, threshold=threshold, template=config.data.template,
+            trust_remote_code=config.classifier.trust_remote_code,
+        )
+        save_refined_classifier(folder, head, meta)
+
+    scores = predict_logits(head, corpus.features.head_input).numpy().astype(np.float64)
+    return TrainedClassifier(scores=scores, history=history, save=save)
 
 
 def run_refine(config: RefineConfig) -> pd.DataFrame:
@@ -278,15 +311,8 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                     f"the labels of iteration {k - 1} carry no usable signal (theta1={previous_row['theta1']:.2f}, "
                     f"theta2={previous_row['theta2']:.2f}); stop at iteration {k - 1} (--loop.iterations {k - 1})."
                 )
-            seed = config.train.seed + k
-            train_rows = corpus.labeled if config.train.loss == "labeled" else np.setdiff1d(corpus.train, corpus.validation)
-            head, history = train_head(
-                new_head(model, seed=seed), corpus.head_data(train_rows, previous_labels), config=config.train,
-                priors=priors, seed=seed,
-                validation=None if config.train.loss == "labeled" else corpus.head_data(corpus.validation, previous_labels),
-                labeled=corpus.head_data(corpus.labeled, previous_labels),
-            )
-            scores = predict_logits(head, corpus.features.head_input).numpy().astype(np.float64)
+            trained = train_classifier(config, corpus, model, previous_labels, priors, seed=config.train.seed + k)
+            scores = trained.scores
             threshold = decision_threshold(config, scores[corpus.train], priors)
             labels = (scores > threshold).astype(np.int64)
             new_priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed + k)
@@ -295,13 +321,9 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                 signal = "collapsed"
             row = _iteration_row(corpus, k, labels, scores, previous_labels, new_priors, intervals, signal)
             row.update({"threshold": threshold, "trained_with": priors.as_dict(),
-                        "best_epoch": _best_epoch(history)})
-            meta = ClassifierMeta(
-                model_name_or_path=config.classifier.model_name_or_path, family=head.family,
-                max_length=config.classifier.max_length, threshold=threshold, template=config.data.template,
-                trust_remote_code=config.classifier.trust_remote_code,
-            )
-            _write_iteration(folder, corpus, labels, scores, row, {"history": history}, head, meta)
+                        "best_epoch": _best_epoch(trained.history)})
+            _write_iteration(folder, corpus, labels, scores, row, {"history": trained.history},
+                             functools.partial(trained.save, threshold=threshold))
         logger.info(_summary_line(row, iterations, time.perf_counter() - start))
         rows.append(row)
         if row["signal"] == "collapsed":
