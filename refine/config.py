@@ -42,6 +42,11 @@ class DataConfig:
     positive_values: list[Any] = field(
         default_factory=lambda: [1], metadata={"help": "Values of the label column(s) that mean unsafe."}
     )
+    negative_values: list[Any] | None = field(
+        default=None,
+        metadata={"help": "Values that mean safe. Null: any filled value that is not positive. When set, any other "
+                  "value is an error (catches a label column that is not binary as expected)."},
+    )
     max_examples: int | None = field(
         default=None, metadata={"help": "Use a seeded random sample of this many rows (null: all rows)."}
     )

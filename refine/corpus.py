@@ -71,25 +71,42 @@ def _label_key(value) -> str:
 
     A label column with a missing value is read as float (pandas has no missing int), turning 1 into 1.0.
     """
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
-        if float(value).is_integer():
-            return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))  # True == 1, as in Python
+    if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
+        return str(int(value))
     return str(value)
 
 
-def _is_positive(values: pd.Series, positive_values: list) -> pd.Series:
-    positive = {_label_key(v) for v in positive_values}
-    return values.map(lambda v: not pd.isna(v) and _label_key(v) in positive).astype(bool)
+def matches_values(values: pd.Series, wanted: list) -> pd.Series:
+    """True where a value equals one of ``wanted`` (1, 1.0 and "1" all match); missing values never match."""
+    keys = {_label_key(v) for v in wanted}
+    return values.map(lambda v: not pd.isna(v) and _label_key(v) in keys).astype(bool)
 
 
-def gold_labels(frame: pd.DataFrame, label_columns: list[str], positive_values: list) -> np.ndarray:
-    """1 if any label column holds a positive value, 0 if some column is filled and none positive, else -1."""
+def gold_labels(
+    frame: pd.DataFrame, label_columns: list[str], positive_values: list, negative_values: list | None = None
+) -> np.ndarray:
+    """1 if any label column holds a positive value, 0 if some column is filled and none positive, else -1.
+
+    With ``negative_values``, every filled value must be positive or negative; anything else is an error (a label
+    column that is not binary in the way the config says).
+    """
     if not label_columns:
         return np.full(len(frame), NO_GOLD, dtype=np.int8)
     positive = np.zeros(len(frame), dtype=bool)
     filled = np.zeros(len(frame), dtype=bool)
     for column in label_columns:
-        positive |= _is_positive(frame[column], positive_values).to_numpy()
+        is_positive = matches_values(frame[column], positive_values)
+        if negative_values is not None:
+            other = frame[column].notna() & ~is_positive & ~matches_values(frame[column], negative_values)
+            if other.any():
+                seen = sorted({_label_key(v) for v in frame.loc[other, column]})[:5]
+                raise ValueError(
+                    f"label column {column!r} holds values {seen} that are in neither positive_values "
+                    f"{positive_values} nor negative_values {negative_values}; add them to one of the two."
+                )
+        positive |= is_positive.to_numpy()
         filled |= frame[column].notna().to_numpy()
     return np.where(positive, 1, np.where(filled, 0, NO_GOLD)).astype(np.int8)
 
@@ -160,7 +177,7 @@ def load_corpus(config: DataConfig, *, extra_columns: tuple[str, ...] = ()) -> p
         raise ValueError(f"every text in {config.path} is empty; check data.text_column.")
     if empty:
         logger.warning("%d of %d texts are empty; they are kept and scored like any other text.", empty, len(corpus))
-    corpus["gold"] = gold_labels(frame, config.label_columns, config.positive_values)
+    corpus["gold"] = gold_labels(frame, config.label_columns, config.positive_values, config.negative_values)
     labelled = corpus["gold"][corpus["gold"] != NO_GOLD]
     if config.label_columns and labelled.nunique() < 2:
         raise ValueError(

@@ -292,6 +292,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                               iteration=0)
         row = _iteration_row(corpus, 0, labels, scores, None, priors, intervals, signal)
         _write_iteration(folder, corpus, labels, scores, row, {})
+        row = read_json(folder / "metrics.json")  # the same types and key order as a resumed run
     logger.info(_summary_line(row, iterations, time.perf_counter() - start))
     rows = [row]
 
@@ -324,6 +325,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                         "best_epoch": _best_epoch(trained.history)})
             _write_iteration(folder, corpus, labels, scores, row, {"history": trained.history},
                              functools.partial(trained.save, threshold=threshold))
+            row = read_json(folder / "metrics.json")  # the same types and key order as a resumed run
         logger.info(_summary_line(row, iterations, time.perf_counter() - start))
         rows.append(row)
         if row["signal"] == "collapsed":

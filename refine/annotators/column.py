@@ -10,10 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
-def _is_positive(value: Any, positive_values: list[Any]) -> bool:
-    # Compare by value (1 == 1.0 == True) and by text ("1" vs 1), as YAML and CSV types rarely agree.
-    return any(value == p or str(value) == str(p) for p in positive_values)
+from refine.corpus import matches_values
 
 
 def column_labels(corpus: pd.DataFrame, column: str, positive_values: list[Any]) -> np.ndarray:
@@ -42,4 +39,4 @@ def column_labels(corpus: pd.DataFrame, column: str, positive_values: list[Any])
             f"annotator column {column!r} has {missing} missing values of {len(values)}; fill them, or drop those "
             "rows, or use another annotator kind."
         )
-    return np.fromiter((_is_positive(v, positive_values) for v in values), dtype=np.int64, count=len(values))
+    return matches_values(values, positive_values).to_numpy().astype(np.int64)

@@ -1,0 +1,115 @@
+"""`python -m refine`: bad input gives a one-line error, a non-zero exit, and no half-written output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from refine.cli import main
+from tests.refine.conftest import make_corpus
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    return code, error_lines
+
+
+def assert_fails_cleanly(args, capsys, tmp_path, pattern: str) -> None:
+    code, error_lines = run_cli(args, capsys)
+    assert code == 1
+    assert len(error_lines) == 1, error_lines
+    assert pytest.importorskip("re").search(pattern, error_lines[0]), error_lines[0]
+    assert not (tmp_path / "run").exists(), "a failed fresh run must leave no output behind"
+
+
+def with_corpus(refine_args, tmp_path, frame: pd.DataFrame, name: str = "bad.csv") -> list[str]:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return [*refine_args, "--data.path", str(path)]
+
+
+def test_a_good_run_prints_the_table_and_exits_0(refine_args, capsys, tmp_path):
+    assert main([*refine_args, "--loop.iterations", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "test acc" in out and "logistic regression on L" in out and str(tmp_path / "run" / "refine") in out
+
+
+def test_missing_file(refine_args, capsys, tmp_path):
+    args = [*refine_args, "--data.path", str(tmp_path / "nope.csv")]
+    assert_fails_cleanly(args, capsys, tmp_path, r"corpus file .*nope\.csv not found")
+
+
+def test_missing_column(refine_args, capsys, tmp_path):
+    assert_fails_cleanly([*refine_args, "--data.text_column", "tweet"], capsys, tmp_path,
+                         r"column 'tweet' not found in .* \(found: text, label, llm\); set data\.text_column")
+
+
+def test_empty_corpus(refine_args, capsys, tmp_path):
+    (tmp_path / "empty.csv").write_text("text,label,llm\n")
+    assert_fails_cleanly([*refine_args, "--data.path", str(tmp_path / "empty.csv")], capsys, tmp_path, r"empty")
+
+
+def test_labels_that_are_not_binary(refine_args, capsys, tmp_path):
+    frame = make_corpus()
+    frame.loc[:4, "label"] = 7
+    args = with_corpus(refine_args, tmp_path, frame) + ["--data.negative_values", "[0]"]
+    assert_fails_cleanly(args, capsys, tmp_path, r"holds values \['7'\] that are in neither positive_values")
+
+
+def test_labelled_set_larger_than_the_corpus(refine_args, capsys, tmp_path):
+    assert_fails_cleanly([*refine_args, "--data.num_labeled", "1000"], capsys, tmp_path,
+                         r"needs num_labeled=1000 gold-labelled training rows but only 180 exist")
+
+
+def test_gold_labels_of_one_class(refine_args, capsys, tmp_path):
+    frame = make_corpus().assign(label=0)
+    assert_fails_cleanly(with_corpus(refine_args, tmp_path, frame), capsys, tmp_path, r"hold a single class")
+
+
+def test_theta1_not_above_theta2(refine_args, capsys, tmp_path):
+    args = [*refine_args, "--priors.pi", "0.3", "--priors.theta1", "0.2", "--priors.theta2", "0.3"]
+    assert_fails_cleanly(args, capsys, tmp_path, r"theta1=0\.2 must be greater than theta2=0\.3")
+
+
+def test_all_pseudo_labels_in_one_class(refine_args, capsys, tmp_path):
+    frame = make_corpus().assign(llm=1)
+    assert_fails_cleanly(with_corpus(refine_args, tmp_path, frame), capsys, tmp_path,
+                         r"labelled all \d+ training texts unsafe")
+
+
+def test_unknown_config_key(refine_args, capsys, tmp_path):
+    assert_fails_cleanly([*refine_args, "--train.los", "pn"], capsys, tmp_path,
+                         r"unknown key train\.los \(did you mean train\.loss\?\)")
+
+
+def test_corrupt_feature_cache(refine_args, capsys, tmp_path):
+    cache = tmp_path / "shared_cache"
+    assert main([*refine_args, "--cache_dir", str(cache), "--loop.iterations", "1",
+                 "--output_dir", str(tmp_path / "first")]) == 0
+    (feature_file,) = cache.glob("features-*.safetensors")
+    feature_file.write_bytes(b"not a safetensors file")
+    assert_fails_cleanly([*refine_args, "--cache_dir", str(cache)], capsys, tmp_path,
+                         r"feature cache .* is corrupt .*delete it and rerun")
+
+
+def test_corrupt_iteration_output(refine_args, capsys, tmp_path):
+    assert main([*refine_args, "--loop.iterations", "1"]) == 0
+    (tmp_path / "run" / "refine" / "iter_1" / "labels.parquet").write_bytes(b"garbage")
+    code, error_lines = run_cli([*refine_args, "--loop.iterations", "1"], capsys)
+    assert code == 1 and len(error_lines) == 1
+    assert "iter_1/labels.parquet is corrupt" in error_lines[0] and "delete it and rerun" in error_lines[0]
+
+
+def test_help_lists_every_key_and_a_real_process_exits_non_zero(tmp_path):
+    shown = subprocess.run([sys.executable, "-m", "refine", "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "--train.gamma" in shown.stdout and "--data.num_labeled" in shown.stdout
+    failed = subprocess.run([sys.executable, "-m", "refine", "--data.path", str(tmp_path / "x.csv"),
+                             "--output_dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1].startswith("error: corpus file")
+    assert not (tmp_path / "run").exists()

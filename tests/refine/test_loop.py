@@ -1,0 +1,122 @@
+"""End-to-end refine runs on a tiny BERT: outputs, determinism, resume, and refusal to mix configs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import refine.loop as loop
+from refine.config import RefineConfig
+from refine.config_loading import load_config
+from refine.loop import NoSignalError, run_refine
+from refine.rundir import RunConflictError
+
+
+def config_for(args: list[str], *extra: str) -> RefineConfig:
+    return load_config(RefineConfig, None, [*args, *extra])
+
+
+def final_labels(run_dir, iteration: int = 2) -> np.ndarray:
+    return pd.read_parquet(run_dir / "refine" / f"iter_{iteration}" / "labels.parquet")["pseudo_label"].to_numpy()
+
+
+def test_a_run_writes_every_iteration_and_the_report(refine_args, tmp_path):
+    table = run_refine(config_for(refine_args))
+    run = tmp_path / "run"
+    assert table["iteration"].tolist() == [0, 1, 2]
+    for k in (0, 1, 2):
+        assert (run / "refine" / f"iter_{k}" / "metrics.json").is_file()
+    for name in ("metrics.csv", "summary.json", "baselines.json", "accuracy.png", "priors.png", "flips.png"):
+        assert (run / "refine" / name).is_file(), name
+    assert (run / "config.yaml").is_file() and (run / "annotate" / "labels.parquet").is_file()
+    assert (run / "refine" / "iter_1" / "classifier" / "head.safetensors").is_file()
+    metrics = pd.read_csv(run / "refine" / "metrics.csv")
+    # 240 texts, 25% of gold rows in test: 60 test texts; L has 30 members.
+    assert (metrics["test_n"] == 60).all() and (metrics["n_labeled"] == 30).all()
+    assert metrics["theta1_lo"].le(metrics["theta1"]).all() and metrics["theta1"].le(metrics["theta1_hi"]).all()
+    baselines = json.loads((run / "refine" / "baselines.json").read_text())
+    assert {"majority", "labeled_logreg", "labeled_head", "gold_head"} <= set(baselines)
+    summary = json.loads((run / "refine" / "summary.json").read_text())
+    assert summary["iterations_run"] == 2 and summary["annotator_signal"] in ("informative", "weak")
+
+
+def test_the_same_seed_gives_the_same_labels(refine_args, tmp_path):
+    run_refine(config_for(refine_args))
+    other = [*refine_args[:1], str(tmp_path / "again"), *refine_args[2:]]
+    run_refine(config_for(other))
+    assert np.array_equal(final_labels(tmp_path / "run"), final_labels(tmp_path / "again"))
+    scores = [pd.read_parquet(d / "refine" / "iter_2" / "labels.parquet")["score"] for d in (tmp_path / "run", tmp_path / "again")]
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(refine_args, tmp_path, monkeypatch):
+    reference_args = [*refine_args[:1], str(tmp_path / "uninterrupted"), *refine_args[2:]]
+    run_refine(config_for(reference_args))
+
+    real_train = loop.train_classifier
+    calls = []
+
+    def interrupt_on_second_iteration(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption during iteration 2")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_classifier", interrupt_on_second_iteration)
+    with pytest.raises(KeyboardInterrupt):
+        run_refine(config_for(refine_args))
+    run = tmp_path / "run"
+    assert (run / "refine" / "iter_1" / "metrics.json").is_file()
+    assert not (run / "refine" / "iter_2").exists()  # nothing half-written
+    assert not list((run / "refine").glob(".iter_2*"))  # no temporary folder left either
+
+    resumed_calls = []
+    monkeypatch.setattr(loop, "train_classifier", lambda *a, **k: resumed_calls.append(k["seed"]) or real_train(*a, **k))
+    run_refine(config_for(refine_args))
+    assert len(resumed_calls) == 1  # only iteration 2 was trained again
+    assert np.array_equal(final_labels(run), final_labels(tmp_path / "uninterrupted"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run / "refine" / "metrics.csv"), pd.read_csv(tmp_path / "uninterrupted" / "refine" / "metrics.csv")
+    )
+
+
+def test_a_finished_run_is_not_recomputed_and_can_be_extended(refine_args, monkeypatch, tmp_path):
+    run_refine(config_for(refine_args))
+    real_train = loop.train_classifier
+    calls = []
+    monkeypatch.setattr(loop, "train_classifier", lambda *a, **k: calls.append(k["seed"]) or real_train(*a, **k))
+    run_refine(config_for(refine_args))
+    assert calls == []
+    table = run_refine(config_for(refine_args, "--loop.iterations", "3"))  # more iterations: only the new one runs
+    assert len(calls) == 1 and table["iteration"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_changed_config_is_refused_unless_told_to_start_over(refine_args):
+    run_refine(config_for(refine_args))
+    with pytest.raises(RunConflictError, match=r"train\.learning_rate: 0\.01 → 0\.02.*--overwrite_output_dir"):
+        run_refine(config_for(refine_args, "--train.learning_rate", "0.02"))
+    table = run_refine(config_for(refine_args, "--train.learning_rate", "0.02", "--overwrite_output_dir"))
+    assert table["iteration"].tolist() == [0, 1, 2]
+
+
+def test_an_annotator_without_signal_stops_the_run(tmp_path, refine_args):
+    # Pseudo-labels drawn independently of the gold labels: theta1 ≈ theta2.
+    from tests.refine.conftest import make_corpus
+
+    frame = make_corpus(400, seed=3)
+    frame["llm"] = np.random.default_rng(9).integers(0, 2, len(frame))
+    frame.to_csv(tmp_path / "noise.csv", index=False)
+    args = [*refine_args, "--data.path", str(tmp_path / "noise.csv"), "--data.num_labeled", "200",
+            "--priors.min_prior_gap", "0.3"]
+    with pytest.raises(NoSignalError, match=r"carry no usable signal: theta1=.*theta2=.*90% bootstrap intervals"):
+        run_refine(config_for(args))
+    assert not (tmp_path / "run").exists()  # a fresh run that produced nothing leaves nothing behind
+
+
+def test_loss_pn_and_labeled_and_gold_run_through_the_same_loop(refine_args):
+    for loss in ("pn", "labeled", "gold", "uu"):
+        table = run_refine(config_for(refine_args, "--train.loss", loss, "--overwrite_output_dir"))
+        assert table["iteration"].iloc[-1] >= 1, loss
