@@ -58,3 +58,15 @@ def simple_baselines(corpus, model, config) -> dict:
         gold_config = dataclasses.replace(config.train, loss="gold", labeled_weight=0.0)
         out["gold_head"] = _head_metrics(corpus, model, gold_config, gold_rows, gold_validation, config.train.seed)
     return out
+
+
+def cleanlab_baseline(features: np.ndarray, pseudo: np.ndarray, *, train: np.ndarray, test: np.ndarray,
+                      gold: np.ndarray, seed: int) -> dict:
+    """cleanlab's CleanLearning (confident learning) with logistic regression, fit on the pseudo-labels of the
+    training rows; test metrics against gold. A noisy-label baseline that uses no gold label at all."""
+    from cleanlab.classification import CleanLearning
+
+    model = CleanLearning(LogisticRegression(C=1.0, max_iter=2000), seed=seed, verbose=False)
+    model.fit(features[train], pseudo[train])
+    scores = model.predict_proba(features[test])[:, 1]
+    return classification_metrics(gold[test], (scores > 0.5).astype(int), scores)
