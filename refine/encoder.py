@@ -2,7 +2,8 @@
 
 Features are computed with dynamic padding over length-sorted batches (no padding to a fixed length) and stored as
 safetensors under a key derived from the model files, ``max_length`` and the exact texts, so any run on the same corpus
-and encoder reuses them.
+and encoder reuses them. Under a multi-process launch the batches are shared out between the processes and the rows
+gathered back (:mod:`refine.distributed`); only the main process writes the cache.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from refine import distributed
 from refine.heads import backbone_outputs, head_family
 from refine.packaged_models import locate_model
 from refine.rundir import atomic_path
@@ -43,6 +45,10 @@ def load_classifier(model_name_or_path: str, *, trust_remote_code: bool = False)
 
     location = locate_model(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(location.path, trust_remote_code=trust_remote_code)
+    # Pad and truncate on the right, always: the exported reward model (reward.export) states this, and its scores
+    # equal the ones computed here only if both sides cut texts the same way.
+    tokenizer.padding_side = "right"
+    tokenizer.truncation_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -80,24 +86,89 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-@torch.inference_mode()
-def encode_texts(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int) -> Features:
-    """Compute :class:`Features` for ``texts`` with dynamic padding over length-sorted batches."""
+def _my_batches(tokenizer, texts: list[str], *, max_length: int, batch_size: int, across_processes: bool):
+    """Tokenized texts (no padding) and this process's share of their length-sorted batches."""
     encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    lengths = [len(ids) for ids in encoded["input_ids"]]
+    batches = length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size)
+    return encoded, (distributed.shard(batches) if across_processes else batches)
+
+
+def _padded(tokenizer, encoded, batch_idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    rows = [{k: encoded[k][i] for k in encoded} for i in batch_idx]
+    return {k: v.to(device) for k, v in tokenizer.pad(rows, return_tensors="pt").items()}
+
+
+@torch.inference_mode()
+def encode_texts(
+    model, tokenizer, texts: list[str], *, max_length: int, batch_size: int, across_processes: bool = False
+) -> Features:
+    """Compute :class:`Features` for ``texts`` with dynamic padding over length-sorted batches.
+
+    Args:
+        model: The base classifier (see :func:`load_classifier`), on any device.
+        tokenizer: Its tokenizer.
+        texts: The texts, shape ``(N,)``.
+        max_length: Tokens per text; longer texts are truncated.
+        batch_size: Texts per forward pass.
+        across_processes: Share the batches out between the processes of a multi-process launch and gather the
+            rows back (every process must call it). False: this process encodes every text.
+
+    Returns:
+        Features in the order of ``texts``, float32 on the CPU (identical on every process).
+    """
+    encoded, batches = _my_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size,
+                                   across_processes=across_processes)
     hidden = model.config.hidden_size
-    head_input = torch.empty(len(texts), hidden)
-    mean = torch.empty(len(texts), hidden)
-    start = time.perf_counter()
-    for batch_idx in tqdm(length_sorted_batches(lengths, batch_size), desc="encoding texts", unit="batch"):
-        rows = [{k: encoded[k][i] for k in encoded} for i in batch_idx]
-        batch = tokenizer.pad(rows, return_tensors="pt")
-        head_part, mean_part = backbone_outputs(model, batch)
-        head_input[batch_idx] = head_part.float()
-        mean[batch_idx] = mean_part.float()
+    device = next(model.parameters()).device
+    rows = np.concatenate(batches) if batches else np.empty(0, dtype=np.int64)
+    head_input, mean = torch.empty(len(rows), hidden), torch.empty(len(rows), hidden)
+    start, done = time.perf_counter(), 0
+    for batch_idx in tqdm(batches, desc="encoding texts", unit="batch", total=len(batches),
+                          disable=not distributed.is_main_process()):
+        head_part, mean_part = backbone_outputs(model, _padded(tokenizer, encoded, batch_idx, device))
+        head_input[done : done + len(batch_idx)] = head_part.float().cpu()
+        mean[done : done + len(batch_idx)] = mean_part.float().cpu()
+        done += len(batch_idx)
+    if across_processes:
+        both = distributed.gather_rows(rows, torch.cat([head_input, mean], dim=1), len(texts))
+        head_input, mean = both[:, :hidden].contiguous(), both[:, hidden:].contiguous()
+    else:
+        order = np.argsort(rows)
+        head_input, mean = head_input[order], mean[order]
     seconds = time.perf_counter() - start
     logger.info("encoded %d texts in %.1fs (%.0f texts/s)", len(texts), seconds, len(texts) / max(seconds, 1e-9))
     return Features(head_input=head_input, mean=mean)
+
+
+@torch.inference_mode()
+def predict_unsafe_logits(
+    model, tokenizer, texts: list[str], *, max_length: int, batch_size: int, across_processes: bool = False
+) -> np.ndarray:
+    """``unsafe_logit`` of a full sequence classifier (one logit) for every text, in the order of ``texts``.
+
+    Dynamic padding over length-sorted batches, as :func:`encode_texts`; the model runs in eval mode on its device
+    and dtype. With ``across_processes`` the batches are shared out and the logits gathered (every process calls).
+
+    Returns:
+        Shape ``(N,)``, float64, identical on every process.
+    """
+    encoded, batches = _my_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size,
+                                   across_processes=across_processes)
+    model.eval()
+    device = next(model.parameters()).device
+    rows = np.concatenate(batches) if batches else np.empty(0, dtype=np.int64)
+    logits = torch.empty(len(rows), dtype=torch.float64)
+    done = 0
+    for batch_idx in tqdm(batches, desc="relabelling", unit="batch", total=len(batches),
+                          disable=not distributed.is_main_process()):
+        output = model(**_padded(tokenizer, encoded, batch_idx, device)).logits
+        logits[done : done + len(batch_idx)] = output[:, 0].double().cpu()
+        done += len(batch_idx)
+    if across_processes:
+        return distributed.gather_rows(rows, logits, len(texts)).numpy()
+    out = torch.empty(len(texts), dtype=torch.float64)
+    out[torch.as_tensor(rows, dtype=torch.long)] = logits
+    return out.numpy()
 
 
 def cached_features(
@@ -105,13 +176,17 @@ def cached_features(
 ) -> Features:
     """Features of ``texts``, read from ``cache_dir`` when present, else computed and written atomically.
 
+    Under a multi-process launch every process calls this: they share the encoding, and the main process writes.
+
     Raises:
         ValueError: If a cache file exists but cannot be read or does not match the corpus (names the file to delete).
     """
     from safetensors.torch import load_file, save_file
 
     path = Path(cache_dir) / f"features-{features_key(model_name_or_path, texts, max_length)}.safetensors"
-    if path.exists():
+    # Decided on the main process, so that every process takes the same branch (and the same collectives).
+    cached = bool(distributed.broadcast_from_main(np.array(path.exists())))
+    if cached:
         try:
             tensors = load_file(path)
             features = Features(head_input=tensors["head_input"], mean=tensors["mean"])
@@ -125,8 +200,11 @@ def cached_features(
             )
         logger.info("read cached features of %d texts from %s", len(texts), path)
         return features
-    features = encode_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size)
-    os.makedirs(cache_dir, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file({"head_input": features.head_input, "mean": features.mean}, str(tmp))
+    features = encode_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size,
+                            across_processes=True)
+    if distributed.is_main_process():
+        os.makedirs(cache_dir, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({"head_input": features.head_input, "mean": features.mean}, str(tmp))
+    distributed.wait_for_everyone()
     return features
