@@ -78,7 +78,7 @@ def _plot(path: Path, draw) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.0, 4.0), dpi=120)
     draw(ax)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -100,7 +100,7 @@ def _draw_accuracy(table: pd.DataFrame, baselines: dict):
         ax.set_xlabel("iteration (0 = annotator)")
         ax.set_ylabel("accuracy")
         ax.set_xticks(list(x))
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title("Gold accuracy per iteration")
     return draw
 
@@ -117,7 +117,7 @@ def _draw_priors(table: pd.DataFrame):
         ax.set_ylabel("P(unsafe)")
         ax.set_ylim(0, 1)
         ax.set_xticks(list(x))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title("Estimated priors (90% bootstrap intervals)")
     return draw
 
