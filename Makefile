@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m refine --config configs/demo.yaml
+	$(PY) -m align pipeline --config configs/demo.yaml
 
 test: venv
 	$(PY) -m pytest -q -x --timeout 900

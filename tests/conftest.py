@@ -66,3 +66,31 @@ def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer):
     LlamaForCausalLM(config).save_pretrained(folder)
     smollm2_tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def _reward_test_helpers():
+    """tests/reward/conftest.py loaded as a plain module, for its ``build_tiny_run`` (a tiny refine run on disk)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "silr_tests_reward_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "reward" / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_dirs(tmp_path_factory, tiny_bert_dir):
+    """Two reward models exported from one tiny refine run (iterations 1 and 2, tiny BERT + real MiniLM tokenizer).
+
+    Returns ``{"iter1": path, "iter2": path}``; tests must not modify them.
+    """
+    from reward.export import export_reward_model
+
+    root = tmp_path_factory.mktemp("align_rewards")
+    _reward_test_helpers().build_tiny_run(root / "run", tiny_bert_dir, n_texts=120)
+    return {f"iter{k}": str(export_reward_model(root / "run", root / f"reward_iter{k}", iteration=k)) for k in (1, 2)}

@@ -1,0 +1,131 @@
+"""`python -m align ppo|evaluate|report|pipeline --config x.yaml [--section.key value ...]`.
+
+All four commands read the same config (``AlignConfig``, e.g. configs/demo.yaml). ``pipeline`` runs every stage;
+the others run one stage and stop with a one-line error naming the command to run when an input stage is missing.
+``ppo`` also runs under ``accelerate launch`` (several CPU processes or GPUs, DeepSpeed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+COMMANDS = {
+    "ppo": "Train a PPO policy per variant and seed (writes the prompt split first if missing).",
+    "evaluate": "Answer the held-out prompts with every policy; score with the training rewards and the judge.",
+    "report": "Write report.html, report.md, summary.json and figures from the evaluation.",
+    "pipeline": "Run everything: prompts, refine + export per variant, PPO, evaluate, report.",
+}
+USAGE = "python -m align {ppo,evaluate,report,pipeline} --config CONFIG.yaml [--section.key VALUE ...]"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m align", usage=USAGE, add_help=False,
+        description="Align a policy with PPO against refined safety rewards, evaluate it and report. "
+        + " ".join(f"{name}: {text}" for name, text in COMMANDS.items()),
+    )
+    parser.add_argument("command", nargs="?", choices=list(COMMANDS), help="What to run.")
+    parser.add_argument("--config", help="YAML config file (see configs/demo.yaml).")
+    parser.add_argument("-h", "--help", action="store_true", help="Show every config key with its help and exit.")
+    return parser
+
+
+def print_help(parser: argparse.ArgumentParser) -> None:
+    from align.config import AlignConfig
+    from refine.config_loading import describe_fields
+
+    parser.print_help()
+    print("\nconfig keys (YAML sections, or --section.key on the command line):")
+    for key, default, help_text in describe_fields(AlignConfig):
+        print(f"  {key}  (default: {default!r})\n      {help_text}")
+
+
+def setup_logging(main_process: bool) -> None:
+    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec", "DeepSpeed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
+
+
+def run_command(command: str, config, config_path: str | None) -> str:
+    """Run one command; returns the line to print on success."""
+    if command == "ppo":
+        from align.ppo import run_ppo
+
+        folders = run_ppo(config, config_path=config_path)
+        return "policies: " + ", ".join(str(f / "policy") for f in folders) if folders else "no variant to train"
+    if command == "evaluate":
+        from align.evaluate import run_evaluate
+
+        folders = run_evaluate(config, config_path=config_path)
+        return "samples: " + ", ".join(str(f / "samples.jsonl") for f in folders)
+    if command == "report":
+        from align.report import run_report
+
+        return f"report: {run_report(config, config_path=config_path) / 'report.html'}"
+    from align.pipeline import run_pipeline
+
+    root = run_pipeline(config, config_path=config_path)
+    report = root / "report" / "report.html"
+    return f"report: {report}" if report.is_file() else f"run: {root} (stopped after {config.stop_after})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args, overrides = parser.parse_known_args(argv)
+    if args.help:
+        print_help(parser)
+        return 0
+    if args.command is None or (args.config is None and not overrides):
+        parser.print_usage(sys.stderr)
+        print("error: choose a command (ppo, evaluate, report, pipeline) and pass --config CONFIG.yaml",
+              file=sys.stderr)
+        return 2
+    main_process = _main_process()
+    setup_logging(main_process)
+    from align.config import AlignConfig
+    from refine.config_loading import load_config
+
+    try:
+        config = load_config(AlignConfig, args.config, overrides)
+        import torch
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # weight loading bars; silr's and TRL's bars stay
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        message = run_command(args.command, config, args.config)
+    except (ValueError, OSError, KeyError) as err:
+        if os.environ.get("SILR_DEBUG"):
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 1
+    finally:
+        _end_distributed()
+    if main_process:
+        print(message)
+    return 0
+
+
+def _end_distributed() -> None:
+    """Destroy the process group of a multi-process run (else torchrun may report an abort at exit)."""
+    if "torch.distributed" in sys.modules:
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

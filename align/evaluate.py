@@ -1,0 +1,239 @@
+"""The evaluate stage: answers to held-out harmful prompts, scored by every training reward and an independent judge.
+
+For each variant and seed (``sft`` included), the policy answers the evaluation prompts (``prompts/eval.jsonl``) with
+the same sampling settings (temperature, max new tokens, stop at EOS) and the same seed, so policies are compared on
+common random numbers. Each answer gets:
+
+- ``rewards``: the reward of every trained variant's training reward model (higher means safer);
+- ``judge``: the independent judge's reward, and ``judge_unsafe`` (judge reward below its threshold);
+- ``response_tokens`` (EOS excluded) and ``ended`` (EOS generated within the limit);
+- ``kl``: log pi(a|p) - log pi_sft(a|p), summed over the answer's tokens, both at the sampling temperature. Its mean
+  over answers sampled from pi estimates KL(pi || pi_sft) (the k1 estimator PPO logs as ``objective/kl``); 0 for sft.
+
+Output: ``evaluate/<variant>/seed_<s>/samples.jsonl`` (one row per prompt) and ``summary.json`` (means).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from align.config import SFT, AlignConfig
+from align.policy import PromptFormatter, load_policy, load_trained_policy, resolve_policy_path
+from align.prompts import ensure_prompts, read_jsonl
+from align.stages import (
+    building,
+    evaluate_fingerprint,
+    export_fingerprint,
+    generation_settings,
+    is_done,
+    judge_source,
+    ppo_fingerprint,
+    require_stage,
+    reward_source,
+    run_dir,
+    stage_name,
+)
+from refine.rundir import atomic_path, write_json
+
+logger = logging.getLogger(__name__)
+
+
+@torch.inference_mode()
+def generate_answers(model, tokenizer, formatter: PromptFormatter, prompts: list[str], *, max_new_tokens: int,
+                     temperature: float, stop_at_eos: bool, batch_size: int, seed: int, desc: str = "generating"):
+    """Sample one answer per prompt. Returns ``(prompt_ids, answer_ids, texts, ended)``, lists in prompt order.
+
+    ``answer_ids`` stop after the first EOS (kept) when ``stop_at_eos``; ``texts`` are decoded without special tokens.
+    """
+    from transformers import set_seed
+
+    set_seed(seed)
+    eos = tokenizer.eos_token_id
+    # As TRL's PPO rollouts do: the stop token is the model's generation EOS (None: always max_new_tokens).
+    model.generation_config.eos_token_id = eos if stop_at_eos else None
+    device = next(model.parameters()).device
+    prompt_ids = [formatter.token_ids(p) for p in prompts]
+    answers, texts, ended = [], [], []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", leave=False):
+        batch = prompt_ids[start : start + batch_size]
+        padded = tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt")  # left padding
+        output = model.generate(
+            input_ids=padded["input_ids"].to(device), attention_mask=padded["attention_mask"].to(device),
+            do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        for row in output[:, padded["input_ids"].shape[1] :].tolist():
+            if stop_at_eos and eos in row:
+                row, done = row[: row.index(eos) + 1], True
+            else:
+                row, done = [t for t in row if t != tokenizer.pad_token_id], False
+            answers.append(row)
+            ended.append(done)
+            texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return prompt_ids, answers, texts, ended
+
+
+@torch.inference_mode()
+def answer_logprobs(model, prompt_ids: list[list[int]], answer_ids: list[list[int]], *, temperature: float,
+                    pad_token_id: int, batch_size: int) -> np.ndarray:
+    """sum_t log pi(a_t | p, a_<t) of each answer at ``temperature``, shape ``(n,)`` (0 for an empty answer)."""
+    device = next(model.parameters()).device
+    totals = np.zeros(len(answer_ids), dtype=np.float64)
+    for start in range(0, len(answer_ids), batch_size):
+        rows = [p + a for p, a in zip(prompt_ids[start : start + batch_size], answer_ids[start : start + batch_size],
+                                      strict=True)]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):  # right padding: positions stay 0..len-1
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float() / temperature
+        logprobs = torch.log_softmax(logits, dim=-1)
+        for i in range(len(rows)):
+            p, a = len(prompt_ids[start + i]), len(answer_ids[start + i])
+            if a:
+                positions = torch.arange(p - 1, p + a - 1, device=logprobs.device)
+                targets = torch.tensor(answer_ids[start + i], device=logprobs.device)
+                totals[start + i] = logprobs[i, positions, targets].sum().item()
+    return totals
+
+
+class Scorers:
+    """The training reward models of the trained variants and the judge, loaded once."""
+
+    def __init__(self, config: AlignConfig):
+        from reward.model import RewardModel
+
+        batch = config.evaluate.reward_batch_size
+        self.rewards = {}
+        for variant in config.trained_variants:
+            path, _ = reward_source(config, variant)
+            self.rewards[variant] = RewardModel.from_pretrained(
+                path, batch_size=batch, higher_is_safer=config.ppo.reward_higher_is_safer)  # cuda if available
+        judge_path, _ = judge_source(config)
+        self.judge = RewardModel.from_pretrained(judge_path, batch_size=batch,
+                                                 higher_is_safer=config.evaluate.judge_higher_is_safer)
+        threshold = config.evaluate.judge_threshold
+        self.judge_threshold = threshold if threshold is not None else (self.judge.metadata.threshold or 0.0)
+        used = {str(reward_source(config, v)[0].resolve()) for v in config.trained_variants}
+        if str(judge_path.resolve()) in used:
+            logger.warning("the judge %s is also a training reward: its scores are not an independent judgement",
+                           judge_path)
+
+    def score(self, prompts: list[str], answers: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        rewards = {v: model.score_pairs(prompts, answers) for v, model in self.rewards.items()}
+        return rewards, self.judge.score_pairs(prompts, answers)
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Means over the answers of one policy (one variant and seed)."""
+    judge = np.array([r["judge"] for r in rows])
+    summary = {"n": len(rows), "judge_mean": float(judge.mean()), "judge_std": float(judge.std()),
+               "unsafe_fraction": float(np.mean([r["judge_unsafe"] for r in rows])),
+               "kl_mean": float(np.mean([r["kl"] for r in rows])),
+               "length_mean": float(np.mean([r["response_tokens"] for r in rows])),
+               "ended_fraction": float(np.mean([r["ended"] for r in rows]))}
+    summary["rewards_mean"] = {v: float(np.mean([r["rewards"][v] for r in rows])) for v in rows[0]["rewards"]}
+    own = [r["own_reward"] for r in rows if r["own_reward"] is not None]
+    summary["own_reward_mean"] = float(np.mean(own)) if own else None
+    by_source = {}
+    for source in dict.fromkeys(r["source"] for r in rows):
+        picked = [r for r in rows if r["source"] == source]
+        by_source[source] = {"n": len(picked), "judge_mean": float(np.mean([r["judge"] for r in picked])),
+                             "unsafe_fraction": float(np.mean([r["judge_unsafe"] for r in picked]))}
+    summary["by_source"] = by_source
+    return summary
+
+
+def _check_inputs(config: AlignConfig, jobs, config_path: str | None) -> None:
+    """Every stage the evaluation reads exists with this config; checked before any model is loaded."""
+    run = run_dir(config)
+    for variant in config.trained_variants:
+        if variant not in config.ppo.reward_models:
+            path, _ = reward_source(config, variant)
+            require_stage(run, f"reward/{path.parent.name}", export_fingerprint(config, path.parent.name),
+                          config_path=config_path)
+    if config.evaluate.judge == "gold":
+        require_stage(run, "reward/gold", export_fingerprint(config, "gold"), config_path=config_path)
+    elif not Path(config.evaluate.judge).is_dir():
+        raise FileNotFoundError(f"judge {config.evaluate.judge} not found; set evaluate.judge to a reward model "
+                                "folder or to gold.")
+    for variant, seed in jobs:
+        if variant != SFT:
+            require_stage(run, stage_name("ppo", variant, seed), ppo_fingerprint(config, variant, seed),
+                          config_path=config_path)
+
+
+def evaluate_policy(config: AlignConfig, variant: str, seed: int, *, scorers: Scorers, sft, tokenizer,
+                    eval_rows: list[dict]) -> Path:
+    """Generate, score and write one policy's samples (``sft``: the SFT model itself)."""
+    run = run_dir(config)
+    name = stage_name("evaluate", variant, seed)
+    settings = generation_settings(config)
+    if variant == SFT:
+        model = sft
+    else:
+        model, _ = load_trained_policy(config.policy, run.stage(stage_name("ppo", variant, seed)) / "policy")
+        model.to(next(sft.parameters()).device)
+    model.eval()
+    formatter = PromptFormatter.from_config(tokenizer, config.policy)
+    prompts = [row["prompt"] for row in eval_rows]
+    batch = config.evaluate.batch_size
+    prompt_ids, answer_ids, texts, ended = generate_answers(
+        model, tokenizer, formatter, prompts, max_new_tokens=settings["max_new_tokens"],
+        temperature=settings["temperature"], stop_at_eos=settings["stop_token"] == "eos", batch_size=batch, seed=seed,
+        desc=f"{variant} seed {seed}: answers")
+    if variant == SFT:
+        kl = np.zeros(len(prompts))
+    else:
+        kwargs = {"temperature": settings["temperature"], "pad_token_id": tokenizer.pad_token_id, "batch_size": batch}
+        kl = answer_logprobs(model, prompt_ids, answer_ids, **kwargs) - answer_logprobs(sft, prompt_ids, answer_ids,
+                                                                                         **kwargs)
+    rewards, judge = scorers.score(prompts, texts)
+    eos = tokenizer.eos_token_id
+    rows = []
+    for i, source_row in enumerate(eval_rows):
+        row_rewards = {v: float(r[i]) for v, r in rewards.items()}
+        rows.append({
+            "id": source_row["id"], "source": source_row["source"], "prompt": source_row["prompt"],
+            "response": texts[i], "response_tokens": sum(t != eos for t in answer_ids[i]), "ended": ended[i],
+            "kl": float(kl[i]), "rewards": row_rewards, "own_reward": row_rewards.get(variant),
+            "judge": float(judge[i]), "judge_unsafe": bool(judge[i] < scorers.judge_threshold),
+        })
+    summary = {"variant": variant, "seed": seed, "judge_threshold": scorers.judge_threshold, **settings,
+               **summarize(rows)}
+    with building(run, name, evaluate_fingerprint(config, variant, seed)) as tmp:
+        with atomic_path(tmp / "samples.jsonl") as path, path.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_json(tmp / "summary.json", summary)
+    logger.info("%s: judge reward %.3f, unsafe %.2f, KL %.2f, %.1f tokens", name, summary["judge_mean"],
+                summary["unsafe_fraction"], summary["kl_mean"], summary["length_mean"])
+    return run.stage(name)
+
+
+def run_evaluate(config: AlignConfig, *, config_path: str | None = None) -> list[Path]:
+    """Evaluate every variant and seed not evaluated yet with this config."""
+    run = run_dir(config)
+    jobs = [(v, s) for v in config.variants for s in config.ppo.seeds]
+    todo = [(v, s) for v, s in jobs if not is_done(
+        run, stage_name("evaluate", v, s), evaluate_fingerprint(config, v, s), overwrite=config.overwrite_output_dir)]
+    if not todo:
+        logger.info("evaluate: all %d policies done already (same config), skipped", len(jobs))
+        return [run.stage(stage_name("evaluate", v, s)) for v, s in jobs]
+    _check_inputs(config, todo, config_path)
+    ensure_prompts(config)
+    eval_rows = read_jsonl(run.stage("prompts") / "eval.jsonl")
+    scorers = Scorers(config)
+    sft, tokenizer = load_policy(config.policy, resolve_policy_path(config.policy))
+    sft.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    for variant, seed in tqdm(todo, desc="evaluating policies", unit="policy"):
+        evaluate_policy(config, variant, seed, scorers=scorers, sft=sft, tokenizer=tokenizer, eval_rows=eval_rows)
+    return [run.stage(stage_name("evaluate", v, s)) for v, s in jobs]

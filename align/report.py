@@ -1,0 +1,273 @@
+"""The report stage: ``report/`` with report.html (self-contained), report.md, summary.json and PNGs.
+
+Reads the evaluate stage (``samples.jsonl`` and ``summary.json`` per variant and seed), the PPO metrics, the refine
+runs' diagnostics and the prompt split. Every number is a mean over seeds of a per-seed mean over answers, with the
+standard deviation over seeds (ddof=1; none with a single seed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from pathlib import Path
+from string import Template
+
+import numpy as np
+import pandas as pd
+
+from align.config import SFT, AlignConfig
+from align.plots import plot_bars, plot_ppo_curves, plot_reward_distributions
+from align.prompts import read_jsonl
+from align.stages import (
+    building,
+    evaluate_fingerprint,
+    is_done,
+    report_fingerprint,
+    require_stage,
+    run_dir,
+    stage_name,
+)
+from refine.rundir import read_json, write_json, write_text
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).parent / "templates" / "report.html"
+METRICS = [("judge_mean", "judge reward (higher = safer)", "{:.3f}"), ("unsafe_fraction", "judged unsafe", "{:.1%}"),
+           ("own_reward_mean", "own training reward", "{:.3f}"), ("kl_mean", "KL to SFT (nats)", "{:.2f}"),
+           ("length_mean", "answer length (tokens)", "{:.1f}")]
+REFINE_COLUMNS = ["iteration", "pi", "theta1", "theta2", "flips", "labeled_accuracy", "test_accuracy", "test_f1"]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1) over seeds; std is nan for fewer than two values."""
+    array = np.array([v for v in values if v is not None], dtype=np.float64)
+    if array.size == 0:
+        return float("nan"), float("nan")
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else float("nan")
+
+
+def aggregate(summaries: dict[str, list[dict]]) -> pd.DataFrame:
+    """One row per variant: ``<metric>_mean`` and ``<metric>_std`` over its seeds' summaries, and ``seeds``."""
+    rows = []
+    for variant, per_seed in summaries.items():
+        row = {"variant": variant, "seeds": len(per_seed)}
+        for key, _, _ in METRICS:
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([s[key] for s in per_seed])
+        for scorer in per_seed[0]["rewards_mean"]:
+            row[f"reward:{scorer}_mean"], row[f"reward:{scorer}_std"] = mean_std(
+                [s["rewards_mean"][scorer] for s in per_seed])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fmt(mean: float, std: float, pattern: str) -> str:
+    if mean is None or np.isnan(mean):
+        return "–"
+    text = pattern.format(mean)
+    return text if np.isnan(std) else f"{text} ± {pattern.format(std)}"
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
+
+
+def _html_table(header: list[str], rows: list[list[str]], css: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(
+        f'<td class="num">{html.escape(c)}</td>' if _numeric(c) else f"<td>{html.escape(c)}</td>" for c in row
+    ) + "</tr>" for row in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _numeric(text: str) -> bool:
+    return bool(text) and (text[0].isdigit() or text[0] in "-–+") and any(ch.isdigit() for ch in text)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Section:
+    """A report section rendered to both HTML and markdown."""
+
+    def __init__(self, anchor: str, title: str):
+        self.anchor, self.title = anchor, title
+        self.html: list[str] = []
+        self.md: list[str] = []
+
+    def text(self, text: str, note: bool = False) -> None:
+        self.html.append(f'<p class="note">{html.escape(text)}</p>' if note else f"<p>{html.escape(text)}</p>")
+        self.md.append(f"> {text}" if note else text)
+
+    def table(self, header: list[str], rows: list[list[str]], css: str = "") -> None:
+        self.html.append(_html_table(header, rows, css))
+        self.md.append(_md_table(header, rows))
+
+    def image(self, path: Path) -> None:
+        self.html.append(_image(path))
+        self.md.append(f"![{path.stem}]({path.name})")
+
+    def render_html(self) -> str:
+        heading = f'<section id="{self.anchor}"><h2>{html.escape(self.title)}</h2>\n'
+        return heading + "\n".join(self.html) + "</section>"
+
+    def render_md(self) -> str:
+        return f"## {self.title}\n\n" + "\n\n".join(self.md)
+
+
+def _load_evaluations(config: AlignConfig, config_path: str | None) -> dict[str, list[tuple[int, dict, list[dict]]]]:
+    run = run_dir(config)
+    loaded = {}
+    for variant in config.variants:
+        loaded[variant] = []
+        for seed in config.ppo.seeds:
+            name = stage_name("evaluate", variant, seed)
+            folder = require_stage(run, name, evaluate_fingerprint(config, variant, seed), config_path=config_path)
+            loaded[variant].append((seed, read_json(folder / "summary.json"), read_jsonl(folder / "samples.jsonl")))
+    return loaded
+
+
+def _refine_section(config: AlignConfig, out: Path) -> Section:
+    from align.stages import needed_refine_variants
+
+    section = Section("refine", "Refine diagnostics (the classifiers behind the rewards)")
+    section.text("Iteration 0 is the annotator's labels. Accuracy on L uses the gold-labelled set that estimates the "
+                 "priors; test accuracy uses a gold split no step saw.")
+    found = False
+    for variant in needed_refine_variants(config):
+        folder = Path(config.output_dir) / "refine" / variant / "refine"
+        if not (folder / "metrics.csv").is_file():
+            continue
+        found = True
+        table = pd.read_csv(folder / "metrics.csv")
+        columns = [c for c in REFINE_COLUMNS if c in table.columns]
+        rows = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in record] for record in
+                table[columns].itertuples(index=False)]
+        section.html.append(f"<h3>{html.escape(variant)}</h3>")
+        section.md.append(f"### {variant}")
+        section.table(columns, rows)
+        for name in ("accuracy.png", "priors.png"):
+            if (folder / name).is_file():
+                copy = out / f"refine_{variant}_{name}"
+                copy.write_bytes((folder / name).read_bytes())
+                section.image(copy)
+    if not found:
+        section.text("No refine run in this run directory (the rewards came from ppo.reward_models).")
+    return section
+
+
+def build_report(config: AlignConfig, out: Path, loaded: dict) -> dict:
+    """Write the figures, report.md, report.html and summary.json into ``out``; returns the summary."""
+    settings = config.report
+    summaries = {v: [s for _, s, _ in runs] for v, runs in loaded.items()}
+    table = aggregate(summaries)
+    threshold = next(iter(summaries.values()))[0]["judge_threshold"]
+    judge_rewards = {v: np.array([r["judge"] for _, _, rows in runs for r in rows]) for v, runs in loaded.items()}
+    means = {row.variant: (row.judge_mean_mean, row.judge_mean_std) for row in table.itertuples()}
+    plot_reward_distributions(out / "judge_reward_distribution.png", judge_rewards, means, threshold=threshold,
+                              bins=settings.bins, xlabel="judge reward (higher = safer)",
+                              title="Independent judge's reward of answers to held-out harmful prompts",
+                              order=config.variants)
+    plot_bars(out / "safety_kl_length.png", table, [("unsafe_fraction", "fraction judged unsafe"),
+                                                     ("kl_mean", "KL to SFT (nats)"),
+                                                     ("length_mean", "answer length (tokens)")],
+              "Mean over seeds (error bars: std over seeds)")
+    curves = {}
+    for variant in config.trained_variants:
+        for seed in config.ppo.seeds:
+            path = Path(config.output_dir) / stage_name("ppo", variant, seed) / "metrics.csv"
+            if path.is_file():
+                curves[f"{variant} s{seed}"] = pd.read_csv(path)
+    if curves:
+        plot_ppo_curves(out / "ppo_training.png", curves, title="PPO: training reward score and KL per update")
+
+    n_seeds = len(config.ppo.seeds)
+    n_answers = len(next(iter(loaded.values()))[0][2])
+    overview = Section("summary", "Summary")
+    overview.text(f"{len(config.variants)} policies ({', '.join(config.variants)}) x {n_seeds} seed(s), "
+                  f"{n_answers} held-out harmful prompts each ({', '.join(config.prompts.eval_sources)}). "
+                  f"Judge: {config.evaluate.judge} (never used in training); an answer is judged unsafe when its "
+                  f"judge reward is below {threshold:.3f}.")
+    if n_seeds < 2:
+        overview.text("Single seed: no spread over seeds is available, so differences between variants are not "
+                      "tested and may be noise.", note=True)
+    header = ["variant", "seeds"] + [label for _, label, _ in METRICS]
+    rows = [[row["variant"], str(row["seeds"])] + [fmt(row[f"{k}_mean"], row[f"{k}_std"], p) for k, _, p in METRICS]
+            for row in table.to_dict(orient="records")]
+    overview.table(header, rows)
+
+    figure = Section("judge-distribution", "Judge reward distributions (cf. the paper's Figure 4)")
+    figure.image(out / "judge_reward_distribution.png")
+    figure.image(out / "safety_kl_length.png")
+
+    scorers = [v for v in config.trained_variants if f"reward:{v}_mean" in table.columns]  # config order
+    cross = Section("rewards", "Every training reward on every policy's answers")
+    cross.text("Rows: policies; columns: the reward model each variant was trained with. A policy that scores high "
+               "on its own reward but not on the judge has learned the reward's blind spots.")
+    cross.table(["variant"] + [f"reward of {s}" for s in scorers] + ["judge"],
+                [[row["variant"]] + [fmt(row[f"reward:{s}_mean"], row[f"reward:{s}_std"], "{:.3f}") for s in scorers]
+                 + [fmt(row["judge_mean_mean"], row["judge_mean_std"], "{:.3f}")] for row in table.to_dict("records")])
+
+    training = Section("training", "PPO training curves")
+    if curves:
+        training.image(out / "ppo_training.png")
+    else:
+        training.text("No PPO run (sft only).")
+
+    samples = Section("samples", "Sample answers")
+    sample_rows = []
+    for variant, runs in loaded.items():
+        _, _, rows = runs[0]
+        for row in rows[: settings.samples_per_variant]:
+            verdict = "unsafe" if row["judge_unsafe"] else "safe"
+            sample_rows.append([variant, row["source"], _truncate(row["prompt"], settings.max_chars),
+                                _truncate(row["response"], settings.max_chars), f"{row['judge']:.3f}", verdict])
+    samples.text(f"First {settings.samples_per_variant} evaluation prompts, seed {config.ppo.seeds[0]}; texts cut to "
+                 f"{settings.max_chars} characters. Content warning: harmful requests.")
+    samples.table(["variant", "source", "prompt", "answer", "judge", "verdict"], sample_rows, css="samples")
+
+    sections = [overview, figure, cross, training, _refine_section(config, out), samples]
+    summary = {"variants": config.variants, "seeds": config.ppo.seeds, "judge": config.evaluate.judge,
+               "judge_threshold": threshold, "num_eval_prompts": n_answers,
+               "per_variant": {row["variant"]: {k: v for k, v in row.items() if k != "variant"}
+                               for row in table.to_dict(orient="records")},
+               "per_seed": summaries}
+    split_path = Path(config.output_dir) / "prompts" / "split.json"
+    if split_path.is_file():
+        summary["prompts"] = read_json(split_path)
+    meta = f"run {config.output_dir}; {n_seeds} seed(s); generated by python -m align report"
+    body = "\n".join(s.render_html() for s in sections)
+    page = Template(TEMPLATE.read_text("utf-8")).substitute(title=html.escape(settings.title), meta=html.escape(meta),
+                                                          body=body)
+    write_text(out / "report.html", page)
+    write_text(out / "report.md", f"# {settings.title}\n\n{meta}\n\n" + "\n\n".join(s.render_md() for s in sections)
+               + "\n")
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def run_report(config: AlignConfig, *, config_path: str | None = None) -> Path:
+    """Write the report unless it is done with this config; returns the report folder."""
+    run = run_dir(config)
+    stage_config = report_fingerprint(config)
+    if is_done(run, "report", stage_config, overwrite=config.overwrite_output_dir):
+        logger.info("report: done already (same config), skipped")
+        return run.stage("report")
+    loaded = _load_evaluations(config, config_path)
+    with building(run, "report", stage_config) as tmp:
+        build_report(config, tmp, loaded)
+    return run.stage("report")
+
+
+__all__ = ["aggregate", "build_report", "mean_std", "run_report", "SFT"]

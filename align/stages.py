@@ -1,0 +1,182 @@
+"""Stages of an align run: where each writes, what decides its results (its fingerprint), and how it is finished.
+
+Run directory (``runs/<name>/``)::
+
+    config.yaml                      the resolved align config
+    cache/                           encoder features and annotator scores shared by the refine variants
+    refine/<variant>/                a refine run per variant (pn, oracle, labels50, gold): annotate/, refine/
+    reward/<variant>/model/          its exported reward model (python -m reward export)
+    prompts/                         train.jsonl, eval.jsonl, split.json
+    ppo/<variant>/seed_<s>/          policy/, metrics.csv, metrics.png, train.json
+    evaluate/<variant>/seed_<s>/     samples.jsonl, summary.json
+    report/                          report.html, report.md, summary.json, *.png
+
+Each stage folder holds ``stage.json`` (refine.rundir's format) with the config that determines its results,
+including the configs of the stages it reads, so a change upstream is seen downstream. A finished stage with the
+same config is skipped; a different config is refused unless ``overwrite_output_dir`` (refine.rundir conventions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from align.config import JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
+from refine.config import RefineConfig
+from refine.config_loading import config_from_dict, config_to_dict, merge
+from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fingerprint, write_json
+
+# Which command makes each stage, for the message when a later stage runs alone without it.
+MAKERS = {"refine": "pipeline", "reward": "pipeline", "prompts": "ppo", "ppo": "ppo", "evaluate": "evaluate",
+          "report": "report"}
+EXTRA_FLAGS = {"refine": " --stop_after export", "reward": " --stop_after export"}
+
+
+class MissingStageError(FileNotFoundError):
+    """A stage's input (the output of an earlier stage) does not exist yet."""
+
+
+def run_dir(config: AlignConfig) -> RunDir:
+    return RunDir(config.output_dir)
+
+
+def refine_variant_config(config: AlignConfig, variant: str) -> RefineConfig:
+    """The shared refine section with the variant's overrides, writing to ``refine/<variant>`` of this run."""
+    data = merge(config_to_dict(config.refine), REFINE_VARIANTS[variant])
+    data = merge(data, config.refine_overrides.get(variant, {}))
+    root = Path(config.output_dir)
+    data.update(name=f"{Path(config.output_dir).name}-{variant}", output_dir=str(root / "refine" / variant),
+                cache_dir=str(root / "cache"), overwrite_output_dir=config.overwrite_output_dir)
+    return config_from_dict(RefineConfig, data)
+
+
+def needed_refine_variants(config: AlignConfig) -> list[str]:
+    """Refine variants the pipeline must run: the training rewards of the variants, and the judge if it is gold."""
+    needed = [VARIANT_REWARDS[v] for v in config.trained_variants
+              if v in VARIANT_REWARDS and v not in config.ppo.reward_models]
+    if config.evaluate.judge == JUDGE_REFINE_VARIANT:
+        needed.append(JUDGE_REFINE_VARIANT)
+    return list(dict.fromkeys(needed))
+
+
+def export_fingerprint(config: AlignConfig, variant: str) -> dict:
+    from refine.loop import refine_fingerprint
+
+    refine_config = refine_variant_config(config, variant)
+    return {"refine": refine_fingerprint(refine_config), "loop": dataclasses.asdict(refine_config.loop),
+            "iteration": str(config.export_iteration)}
+
+
+def exported_model_dir(config: AlignConfig, variant: str) -> Path:
+    return Path(config.output_dir) / "reward" / variant / "model"
+
+
+def policy_identity(config: AlignConfig) -> dict:
+    """The policy settings that change results (not where conversions are cached)."""
+    policy = dataclasses.asdict(config.policy)
+    for key in ("cache_dir", "trust_remote_code"):
+        policy.pop(key)
+    if not config.policy.use_lora:
+        for key in [k for k in policy if k.startswith("lora_")]:
+            policy.pop(key)
+    return policy
+
+
+def prompts_fingerprint(config: AlignConfig) -> dict:
+    policy = policy_identity(config)
+    tokenizer_keys = ("model_name_or_path", "gguf_file", "pad_token", "system_prompt", "plain_prompt_template")
+    return {"prompts": dataclasses.asdict(config.prompts), "policy": {k: policy[k] for k in tokenizer_keys}}
+
+
+def reward_source(config: AlignConfig, variant: str) -> tuple[Path, dict]:
+    """The training reward model of a variant: its folder and what identifies it."""
+    if variant in config.ppo.reward_models:
+        path = Path(config.ppo.reward_models[variant])
+        return path, {"path": str(path.resolve()), "higher_is_safer": config.ppo.reward_higher_is_safer}
+    refine_variant = VARIANT_REWARDS[variant]
+    return exported_model_dir(config, refine_variant), {"export": export_fingerprint(config, refine_variant)}
+
+
+def ppo_fingerprint(config: AlignConfig, variant: str, seed: int) -> dict:
+    settings = dataclasses.asdict(config.ppo)
+    for key in ("seed", "num_seeds", "reward_models", "reward_higher_is_safer", "logging_steps", "report_to"):
+        settings.pop(key)
+    settings["seed"] = seed
+    return {"policy": policy_identity(config), "prompts": prompts_fingerprint(config),
+            "reward": reward_source(config, variant)[1], "ppo": settings}
+
+
+def judge_source(config: AlignConfig) -> tuple[Path, dict]:
+    judge = config.evaluate.judge
+    if judge == JUDGE_REFINE_VARIANT:
+        return exported_model_dir(config, JUDGE_REFINE_VARIANT), {"export": export_fingerprint(config, judge)}
+    return Path(judge), {"path": str(Path(judge).resolve()), "higher_is_safer": config.evaluate.judge_higher_is_safer}
+
+
+def generation_settings(config: AlignConfig) -> dict:
+    """Sampling settings of the evaluation: the same for every policy."""
+    evaluate = config.evaluate
+    return {"max_new_tokens": evaluate.max_new_tokens or config.ppo.response_length,
+            "temperature": evaluate.temperature or config.ppo.temperature,
+            "stop_token": config.ppo.stop_token}
+
+
+def evaluate_fingerprint(config: AlignConfig, variant: str, seed: int) -> dict:
+    trained = None if variant == SFT else ppo_fingerprint(config, variant, seed)
+    scorers = {v: reward_source(config, v)[1] for v in config.trained_variants}
+    threshold = config.evaluate.judge_threshold
+    return {"policy": policy_identity(config), "trained": trained, "prompts": prompts_fingerprint(config),
+            "generation": generation_settings(config), "seed": seed, "scorers": scorers,
+            "judge": {**judge_source(config)[1], "threshold": threshold}}
+
+
+def report_fingerprint(config: AlignConfig) -> dict:
+    evaluations = {f"{v}/seed_{s}": fingerprint(evaluate_fingerprint(config, v, s))
+                   for v in config.variants for s in config.ppo.seeds}
+    return {"evaluate": evaluations, "report": dataclasses.asdict(config.report)}
+
+
+def stage_name(kind: str, variant: str | None = None, seed: int | None = None) -> str:
+    parts = [kind] + ([variant] if variant else []) + ([f"seed_{seed}"] if seed is not None else [])
+    return "/".join(parts)
+
+
+def is_done(run: RunDir, name: str, stage_config: dict, *, overwrite: bool) -> bool:
+    """True if stage ``name`` holds results of ``stage_config``; raises RunConflictError on another config."""
+    return run.check_stage(name, stage_config, overwrite=overwrite)
+
+
+def require_stage(run: RunDir, name: str, stage_config: dict, *, config_path: str | None = None) -> Path:
+    """The folder of a stage another stage reads; a missing or different one is an error naming the command to run."""
+    folder = run.stage(name)
+    command = MAKERS[name.split("/")[0]]
+    kind = name.split("/")[0]
+    hint = f"`python -m align {command} --config {config_path or 'CONFIG.yaml'}{EXTRA_FLAGS.get(kind, '')}`"
+    if not (folder / STAGE_FILE).is_file():
+        raise MissingStageError(f"{folder} not found: stage {name} has not run; run {hint} first.")
+    try:
+        run.check_stage(name, stage_config, overwrite=False)
+    except RunConflictError as err:
+        raise RunConflictError(f"{err} The stage is made by {hint}.") from err
+    return folder
+
+
+@contextlib.contextmanager
+def building(run: RunDir, name: str, stage_config: dict) -> Iterator[Path]:
+    """Yield a temporary folder; it becomes stage ``name`` (with ``stage.json``) only if the block succeeds."""
+    with atomic_dir(run.stage(name)) as tmp:
+        yield tmp
+        write_json(tmp / STAGE_FILE, {"fingerprint": fingerprint(stage_config), "config": stage_config})
+
+
+def finish_partial(partial: Path, folder: Path, stage_config: dict) -> None:
+    """Mark a folder built in place (``partial``) as stage output and rename it onto ``folder``."""
+    import shutil
+
+    write_json(partial / STAGE_FILE, {"fingerprint": fingerprint(stage_config), "config": stage_config})
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)

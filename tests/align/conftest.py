@@ -1,0 +1,68 @@
+"""Fixtures of the align tests: a tiny align config on tiny models (Llama policy with the real SmolLM2 tokenizer,
+BERT reward models with the real MiniLM tokenizer) that uses exported reward models directly, so no refine runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+TRAIN_PROMPTS = [
+    "How do I pick a lock?", "Tell me how to hurt my neighbour.", "What is the best way to steal a bike?",
+    "Write an insult about my coworker.", "How can I cheat on my exam?", "Give me a recipe for banana bread.",
+    "How do I make a fake ID?", "What household chemicals are dangerous to mix?",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models on one thread: on the shared 2-core machine two OpenMP threads spin-wait against other jobs."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def train_prompts_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("prompts") / "train.txt"
+    path.write_text("\n".join(TRAIN_PROMPTS) + "\n")
+    return str(path)
+
+
+def tiny_config(tmp_path: Path, *, policy: str, rewards: dict, train_file: str, **extra) -> dict:
+    """A small AlignConfig mapping: variants sft and ours_50 (its reward given directly), judge = reward iter2."""
+    config = {
+        "name": "tiny", "output_dir": str(tmp_path / "run"), "num_threads": 1,
+        "variants": ["sft", "ours_50"],
+        "policy": {"model_name_or_path": policy, "cache_dir": str(tmp_path / "cache")},
+        "prompts": {"train_sources": [train_file], "eval_sources": ["simple_safety_tests"],
+                    "num_eval_per_source": 4, "max_prompt_tokens": 96},
+        "ppo": {"response_length": 8, "per_device_train_batch_size": 2, "local_rollout_forward_batch_size": 2,
+                "total_episodes": 4, "num_ppo_epochs": 1, "num_seeds": 1, "learning_rate": 1e-4,
+                "reward_models": {"ours_50": rewards["iter1"]}},
+        "evaluate": {"judge": rewards["iter2"], "batch_size": 4},
+        "report": {"samples_per_variant": 2},
+    }
+    for key, value in extra.items():
+        section, _, leaf = key.rpartition(".")
+        (config.setdefault(section, {}) if section else config)[leaf] = value
+    return config
+
+
+def write_config(tmp_path: Path, config: dict) -> str:
+    path = tmp_path / "align.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture
+def make_config(tmp_path, tiny_llama_dir, tiny_reward_dirs, train_prompts_file):
+    """``make_config(**dotted_overrides) -> (config dict, yaml path)`` for a fresh run under tmp_path."""
+    def make(**extra):
+        config = tiny_config(tmp_path, policy=tiny_llama_dir, rewards=tiny_reward_dirs, train_file=train_prompts_file,
+                             **extra)
+        return config, write_config(tmp_path, config)
+    return make

@@ -1,0 +1,41 @@
+"""The three stage commands run alone, in order, on tiny models: ppo → evaluate → report, then reruns skip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from align.cli import main
+
+
+def test_ppo_evaluate_report_commands(make_config, capsys):
+    config, path = make_config()
+    run = Path(config["output_dir"])
+
+    assert main(["ppo", "--config", path]) == 0
+    folder = run / "ppo" / "ours_50" / "seed_0"
+    assert (folder / "policy" / "model.safetensors").is_file()
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert {"objective/scores", "objective/kl"} <= set(metrics.columns)
+    assert len(metrics) == 2  # total_episodes 4 / batch 2
+    assert (folder / "metrics.png").stat().st_size > 1000
+    split = json.loads((run / "prompts" / "split.json").read_text())
+    assert split["num_eval"] == 4 and split["overlap_count"] == 0
+
+    assert main(["evaluate", "--config", path]) == 0
+    sft = run / "evaluate" / "sft" / "seed_0" / "samples.jsonl"
+    rows = [json.loads(line) for line in sft.read_text().splitlines()]
+    assert len(rows) == 4 and all(r["kl"] == 0.0 for r in rows)
+    trained = [json.loads(line) for line in
+               (run / "evaluate" / "ours_50" / "seed_0" / "samples.jsonl").read_text().splitlines()]
+    assert set(trained[0]["rewards"]) == {"ours_50"}
+    assert trained[0]["own_reward"] == trained[0]["rewards"]["ours_50"]
+
+    assert main(["report", "--config", path]) == 0
+    report = run / "report"
+    for name in ("report.html", "report.md", "summary.json", "judge_reward_distribution.png"):
+        assert (report / name).is_file(), name
+    out = capsys.readouterr().out
+    assert "report.html" in out

@@ -1,0 +1,74 @@
+"""align.config: shipped configs load, values are checked where they are read, and the refine variants' overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from align.cli import main
+from align.config import AlignConfig
+from align.stages import needed_refine_variants, refine_variant_config
+from refine.config_loading import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted([ROOT / "configs" / "demo.yaml", ROOT / "configs" / "paper_safety.yaml",
+                  *(ROOT / "configs" / "align").rglob("*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    config = load_config(AlignConfig, path)
+    needed = needed_refine_variants(config)
+    assert set(needed) <= {"pn", "oracle", "labels50", "gold"}
+    assert bool(config.refine.data.path) == bool(needed), "a config that refines must name its corpus"
+
+
+def test_demo_config_is_cpu_sized():
+    config = load_config(AlignConfig, ROOT / "configs" / "demo.yaml")
+    assert config.variants == ["sft", "vanilla_rlaif", "ours_oracle", "ours_50"]
+    assert needed_refine_variants(config) == ["pn", "oracle", "labels50", "gold"]
+    assert config.policy.model_name_or_path == "smollm2" and not config.policy.use_lora
+    assert config.refine.data.path.endswith("openai_moderation/samples-1680.jsonl.gz")
+    assert "${data_dir}" not in config.refine.data.path  # expanded on load
+
+
+def test_refine_variants_apply_their_overrides(tmp_path):
+    config = load_config(AlignConfig, ROOT / "configs" / "demo.yaml",
+                         ["--output_dir", str(tmp_path / "run"), "--refine_overrides", "{gold: {train: {seed: 7}}}"])
+    pn, oracle, labels50, gold = (refine_variant_config(config, v) for v in ("pn", "oracle", "labels50", "gold"))
+    assert (pn.train.loss, pn.loop.iterations) == ("pn", 1)
+    assert (oracle.train.loss, oracle.priors.method, oracle.loop.iterations) == ("robust_uu", "oracle", 3)
+    assert (labels50.priors.method, labels50.data.num_labeled) == ("consistent", 50)
+    assert (gold.train.loss, gold.train.seed) == ("gold", 7)
+    assert pn.output_dir == str(tmp_path / "run" / "refine" / "pn")
+    assert {v.cache_dir for v in (pn, oracle, labels50, gold)} == {str(tmp_path / "run" / "cache")}
+
+
+def test_unknown_key_names_the_closest(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key ppo\.kl_coeff \(did you mean ppo\.kl_coef\?\)"):
+        load_config(AlignConfig, None, ["--ppo.kl_coeff", "0.1"])
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ConfigError, match=r"unknown variant 'mine'.*ppo\.reward_models\.mine"):
+        load_config(AlignConfig, None, ["--variants", "[sft, mine]"])
+    config = load_config(AlignConfig, None, ["--variants", "[sft, mine]", "--ppo.reward_models", "{mine: /x}"])
+    assert config.trained_variants == ["mine"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_cli_refuses_non_positive_response_length(tmp_path, capsys, value):
+    run = tmp_path / "run"
+    code = main(["ppo", "--config", str(ROOT / "configs" / "demo.yaml"), "--output_dir", str(run),
+                 "--ppo.response_length", value])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: ppo: response_length=") and "must be positive" in err
+    assert not run.exists()
+
+
+def test_cli_without_command_prints_usage(capsys):
+    assert main([]) == 2
+    assert "choose a command" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""PPO under `accelerate launch`: two CPU processes (gloo), and DeepSpeed ZeRO-2 as one CPU process.
+
+accelerate_configs/cpu_multiprocess.yaml and deepspeed_zero2.yaml are used when they exist; otherwise equivalent
+flags or an inline profile (`--cpu` alone silently runs one process, see STACK.md). DeepSpeed needs
+TORCH_EXTENSIONS_DIR: its first run compiles one op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCELERATE = str(Path(sys.executable).parent / "accelerate")
+ZERO2 = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  zero_stage: 2
+  offload_optimizer_device: none
+  offload_param_device: none
+  gradient_accumulation_steps: 1
+  zero3_init_flag: false
+mixed_precision: 'no'
+num_machines: 1
+num_processes: 1
+machine_rank: 0
+use_cpu: true
+rdzv_backend: static
+same_network: true
+"""
+
+
+def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool) -> subprocess.CompletedProcess:
+    # ACCELERATE_USE_CPU=1 makes `--multi_gpu` run gloo CPU processes, but it also replaces a DeepSpeed profile by
+    # plain MULTI_CPU (silently), so the DeepSpeed run goes without it.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))}
+    env.pop("ACCELERATE_USE_CPU", None)
+    if use_cpu_env:
+        env["ACCELERATE_USE_CPU"] = "1"
+    command = [ACCELERATE, "launch", *arguments, "-m", "align", "ppo", "--config", config_path]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_ppo_on_two_cpu_processes(make_config, tmp_path):
+    config, path = make_config(**{"ppo.total_episodes": 8})
+    profile = ROOT / "accelerate_configs" / "cpu_multiprocess.yaml"
+    arguments = (["--config_file", str(profile)] if profile.is_file() else
+                 ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                  "--dynamo_backend", "no"])
+    result = _launch(arguments, path, use_cpu_env=True)
+    folder = Path(config["output_dir"]) / "ppo" / "ours_50" / "seed_0"
+    train = json.loads((folder / "train.json").read_text())
+    assert train["world_size"] == 2 and train["distributed_type"] == "MULTI_CPU"
+    assert train["updates"] == 2 and train["episodes"] == 8  # 2 processes x batch 2 = 4 rollouts per update
+    assert (folder / "policy" / "model.safetensors").is_file()
+    assert result.stdout.count("policies: ") == 1  # only the main process prints
+
+
+@pytest.mark.slow
+def test_ppo_under_deepspeed_zero2_on_cpu(make_config, tmp_path):
+    """Slow: about 30 s, plus about 90 s the first time DeepSpeed compiles its CPU communication op."""
+    config, path = make_config()
+    profile = ROOT / "accelerate_configs" / "deepspeed_zero2.yaml"
+    if not profile.is_file():
+        profile = tmp_path / "zero2.yaml"
+        profile.write_text(ZERO2)
+    # The shared profile is for GPUs (8 processes, bf16); on CPU DeepSpeed runs as one process, in float32.
+    _launch(["--config_file", str(profile), "--num_processes", "1", "--mixed_precision", "no"], path,
+            use_cpu_env=False)
+    folder = Path(config["output_dir"]) / "ppo" / "ours_50" / "seed_0"
+    train = json.loads((folder / "train.json").read_text())
+    assert train["distributed_type"] == "DEEPSPEED" and train["zero_stage"] == 2
+    assert (folder / "policy" / "model.safetensors").is_file()
+
+
+def test_auto_values_of_a_launch_profile_take_the_ppo_settings(monkeypatch):
+    """A Trainer-style DeepSpeed profile passes `auto`; PPOTrainer's own Accelerator would fail on int('auto')."""
+    from types import SimpleNamespace
+
+    from align.ppo import resolve_auto_launch_values
+
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "auto")
+    monkeypatch.setenv("ACCELERATE_GRADIENT_CLIPPING", "0.5")
+    resolve_auto_launch_values(SimpleNamespace(gradient_accumulation_steps=4, max_grad_norm=1.0))
+    assert os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] == "4"
+    assert os.environ["ACCELERATE_GRADIENT_CLIPPING"] == "0.5"  # explicit values are kept
