@@ -49,13 +49,14 @@ def simple_baselines(corpus, model, config) -> dict:
     # Same number of optimiser steps as one refine iteration: L fits in one batch, so one step per epoch.
     train_rows = np.setdiff1d(corpus.train, corpus.validation)
     steps = config.train.num_train_epochs * math.ceil(len(train_rows) / config.train.batch_size)
-    labeled_config = dataclasses.replace(config.train, loss="labeled", num_train_epochs=steps, labeled_weight=0.0)
+    labeled_config = dataclasses.replace(config.train, loss="labeled", num_train_epochs=steps, labeled_weight=0.0,
+                                         selection="validation")
     out["labeled_head"] = _head_metrics(corpus, model, labeled_config, corpus.labeled, None, config.train.seed)
 
     gold_rows = train_rows[corpus.gold[train_rows] >= 0]
     gold_validation = corpus.validation[corpus.gold[corpus.validation] >= 0]
     if len(np.unique(corpus.gold[gold_rows])) == 2:
-        gold_config = dataclasses.replace(config.train, loss="gold", labeled_weight=0.0)
+        gold_config = dataclasses.replace(config.train, loss="gold", labeled_weight=0.0, selection="validation")
         out["gold_head"] = _head_metrics(corpus, model, gold_config, gold_rows, gold_validation, config.train.seed)
     return out
 

@@ -1,12 +1,21 @@
 """Save and load a refined classifier: the trained head plus what is needed to rebuild the full model.
 
-Folder layout (``refine/iter_<k>/classifier/``)::
+Two folder layouts (``refine/iter_<k>/classifier/``), told apart by ``classifier.json``'s ``format``:
+
+``head`` (frozen backbone)::
 
     head.safetensors    the head's parameters under their names in the full model (e.g. ``classifier.weight``)
     classifier.json     base model, head family, max_length, decision threshold, text template
 
-:func:`load_refined_classifier` puts the head into the base ``AutoModelForSequenceClassification``; the result's
-logit is ``unsafe_logit`` (positive means unsafe) and equals the score computed during refinement.
+``model`` (fine-tuned backbone): a standard Hugging Face folder that plain
+``AutoModelForSequenceClassification.from_pretrained`` loads::
+
+    config.json, model.safetensors   the whole classifier (LoRA adapters merged), num_labels=1, pad_token_id set
+    tokenizer files                   the tokenizer it was trained with
+    classifier.json                   as above, with format "model"
+
+:func:`load_refined_classifier` returns the full model either way; its logit is ``unsafe_logit`` (positive means
+unsafe) and equals the score computed during refinement.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ class ClassifierMeta:
     threshold: float  # decision threshold on unsafe_logit (unsafe iff logit > threshold)
     template: str  # how prompt/response pairs were joined into one text
     trust_remote_code: bool = False
+    format: str = "head"  # "head": head.safetensors on the base model; "model": a whole fine-tuned model folder
 
 
 def save_refined_classifier(folder: str | os.PathLike, head: ClassifierHead, meta: ClassifierMeta) -> None:
@@ -43,6 +53,29 @@ def save_refined_classifier(folder: str | os.PathLike, head: ClassifierHead, met
     with atomic_dir(folder) as tmp:
         save_file(head.model_state_dict(), str(tmp / HEAD_FILE))
         write_json(tmp / META_FILE, asdict(meta))
+
+
+def save_refined_model(folder: str | os.PathLike, model, tokenizer, meta: ClassifierMeta) -> None:
+    """Write a whole fine-tuned classifier (safetensors), its tokenizer and ``classifier.json`` atomically.
+
+    Raises:
+        ValueError: If the model does not have exactly one logit or lacks a pad token id.
+    """
+    if model.config.num_labels != 1 or model.config.pad_token_id is None:
+        raise ValueError(
+            f"a refined classifier needs num_labels=1 and a pad_token_id (got {model.config.num_labels}, "
+            f"{model.config.pad_token_id}); build it with refine.finetune."
+        )
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / META_FILE, {**asdict(meta), "format": "model"})
+        # save_pretrained may write 0600 files; give them the usual 0666 & ~umask, as refine.rundir does.
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in tmp.iterdir():
+            if path.is_file():
+                path.chmod(0o666 & ~umask)
 
 
 def read_classifier_meta(folder: str | os.PathLike) -> ClassifierMeta:
@@ -67,13 +100,17 @@ def read_head_state(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_refined_classifier(folder: str | os.PathLike):
     """The full classifier: ``(model, tokenizer, meta)``, the model in eval mode with the trained head in place.
 
+    Reads either layout (see the module docstring): a head on its base model, or a whole fine-tuned model folder.
+
     Raises:
-        FileNotFoundError: If the folder lacks ``head.safetensors`` or ``classifier.json``.
-        ValueError: If the head does not fit the base model.
+        FileNotFoundError: If the folder lacks ``classifier.json``, or the weights its format needs.
+        ValueError: If the head does not fit the base model, or the saved model is not a one-logit classifier.
     """
     from refine.encoder import load_classifier
 
     meta = read_classifier_meta(folder)
+    if meta.format == "model":
+        return _load_model_folder(Path(folder), meta)
     state = read_head_state(folder)
     model, tokenizer = load_classifier(meta.model_name_or_path, trust_remote_code=meta.trust_remote_code)
     result = model.load_state_dict(state, strict=False)
@@ -83,5 +120,22 @@ def load_refined_classifier(folder: str | os.PathLike):
     missing = [k for k in state if k not in own]
     if missing:
         raise ValueError(f"{folder}: head parameters {missing[:3]} do not fit {meta.model_name_or_path}.")
+    model.eval()
+    return model, tokenizer, meta
+
+
+def _load_model_folder(folder: Path, meta: ClassifierMeta):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        raise FileNotFoundError(f"{folder}/model.safetensors not found; rerun the refine iteration that writes it.")
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=meta.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, use_safetensors=True, trust_remote_code=meta.trust_remote_code
+    )
+    if model.config.num_labels != 1:
+        raise ValueError(f"{folder} holds a classifier with num_labels={model.config.num_labels}, not 1; rerun refine.")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer, meta

@@ -230,10 +230,11 @@ class ClassifierConfig:
         default="minilm",
         metadata={"help": "Folder or Hub id of the base model. `minilm` is the packaged all-MiniLM-L6-v2."},
     )
-    backbone: Literal["frozen"] = field(
+    backbone: Literal["frozen", "finetune"] = field(
         default="frozen",
         metadata={"help": "frozen: encoder features computed once and cached, only the model's own head is trained "
-                  "(fast on CPU)."},
+                  "(fast on CPU). finetune: the whole model (or LoRA adapters) is trained each iteration by a "
+                  "transformers Trainer with the same objective; options in the `finetune` section."},
     )
     max_length: int = field(default=256, metadata={"help": "Tokens per text; longer texts are truncated."})
     encode_batch_size: int = field(default=64, metadata={"help": "Texts per forward pass when computing features."})
@@ -268,6 +269,12 @@ class TrainConfig:
         metadata={"help": "Share of the corpus held out, with its pseudo-labels, to pick the epoch with the lowest "
                   "validation risk. No gold label is used."},
     )
+    selection: Literal["validation", "labeled"] = field(
+        default="validation",
+        metadata={"help": "Which epoch to keep. validation: lowest training risk on the pseudo-labelled validation "
+                  "rows (no gold). labeled: lowest supervised risk on the gold labels of L (uses L for model "
+                  "selection; helps when the split is learnable exactly and the validation risk is flat at 0)."},
+    )
     threshold: Literal["zero", "prior_match"] = field(
         default="zero",
         metadata={"help": "Decision rule for relabelling. zero: sign(g). prior_match: the top share pi of the corpus "
@@ -283,6 +290,106 @@ class TrainConfig:
         for name in ("learning_rate", "num_train_epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be positive.")
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning backbone (``classifier.backbone: finetune``): a transformers Trainer per iteration.
+
+    Field names follow ``transformers.TrainingArguments``; the objective, gamma, labeled_weight, validation split,
+    decision threshold and seed come from the ``train`` section, shared with the frozen backbone.
+    """
+
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Corpus texts per device per step."})
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Texts per device per forward pass for validation and relabelling."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={"help": "Micro-batches per optimiser step. The robust risk is computed per micro-batch (its "
+                  "correction is applied to each micro-batch's partial risks), then averaged."},
+    )
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs per iteration."})
+    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate (1e-4 for LoRA in the paper)."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "linear, cosine, constant, ..."})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Share of the steps spent in linear warmup."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    optim: str = field(
+        default="adamw_torch",
+        metadata={"help": "Optimizer name, as in TrainingArguments (paged_adamw_32bit needs bitsandbytes)."},
+    )
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision (GPU); the classifier is saved in "
+                                                "bfloat16."})
+    fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (GPU); the classifier is saved in "
+                                                "float32."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in the backward pass: less memory, ~30%% slower."}
+    )
+    group_by_length: bool = field(
+        default=True,
+        metadata={"help": "Batch texts of similar length together (with dynamic padding), so little compute goes "
+                  "to padding."},
+    )
+    report_to: list[str] = field(
+        default_factory=lambda: ["none"], metadata={"help": "Trackers: none, tensorboard, wandb, ..."}
+    )
+    logging_steps: int = field(default=10, metadata={"help": "Optimiser steps between training-risk logs."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Data-loading worker processes."})
+    deepspeed: str | None = field(
+        default=None,
+        metadata={"help": "DeepSpeed JSON config path (or use an accelerate_configs/deepspeed_*.yaml launch profile)."},
+    )
+    save_total_limit: int | None = field(
+        default=1,
+        metadata={"help": "Checkpoints kept per iteration (the best one is always kept). Checkpoints let an "
+                  "interrupted iteration resume and are deleted once the iteration is saved."},
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 fine-tunes every parameter."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA inputs."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Module names that get LoRA adapters (e.g. [q_proj, v_proj], or [all-linear]); null: "
+                  "peft's default for the architecture. The classification head is always trained and saved."},
+    )
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={"help": "QLoRA: load the base model in 4-bit NF4 with bitsandbytes (CUDA GPU only; needs lora_r > "
+                  "0). The saved classifier, which makes the iteration's scores, merges the adapters into an "
+                  "unquantized copy of the base (bfloat16 with bf16, else float32)."},
+    )
+    bnb_4bit_compute_dtype: Literal["bfloat16", "float16", "float32"] = field(
+        default="bfloat16", metadata={"help": "Compute dtype of the 4-bit layers."}
+    )
+    labeled_per_step: int | None = field(
+        default=8,
+        metadata={"help": "With train.labeled_weight > 0: rows of L (drawn without replacement, cycling through "
+                  "seeded shuffles) appended to every training micro-batch for the lambda * PN-risk term. null: all "
+                  "of L every step, as the frozen backbone does."},
+    )
+    frozen_baselines: bool = field(
+        default=True,
+        metadata={"help": "Also compute the base model's frozen features (cached) to report the L-only and gold "
+                  "baselines. false skips that encoder pass (and the baselines) unless the embedding annotator "
+                  "needs the features."},
+    )
+
+    def __post_init__(self):
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "num_train_epochs", "learning_rate", "logging_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} must lie in [0, 1).")
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 are both true; choose one mixed-precision mode.")
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r={self.lora_r} must be >= 0 (0: full fine-tune).")
+        if self.load_in_4bit and self.lora_r == 0:
+            raise ValueError("load_in_4bit needs LoRA adapters (4-bit weights cannot be trained); set lora_r, e.g. 8.")
+        if self.labeled_per_step is not None and self.labeled_per_step < 1:
+            raise ValueError(f"labeled_per_step={self.labeled_per_step} must be >= 1 or null.")
 
 
 @dataclass
@@ -321,6 +428,7 @@ class RefineConfig:
     priors: PriorsConfig = field(default_factory=PriorsConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     def __post_init__(self):

@@ -1,7 +1,8 @@
 """Train a classifier head on cached features: a plain torch loop with validation-risk model selection.
 
 This is the fast CPU path of the frozen encoder. One call trains one fresh head for one iteration; the epoch with the
-lowest validation risk (same objective, pseudo-labelled validation rows, no gold) is kept.
+lowest validation risk (same objective, pseudo-labelled validation rows, no gold) is kept, or, with
+``selection: labeled``, the epoch with the lowest supervised risk on the gold labels of L.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from refine.objectives import training_risk
 from refine.priors import Priors
 
 logger = logging.getLogger(__name__)
+
+
+# TrainConfig.selection → the history column whose lowest value picks the epoch kept.
+SELECTION_KEYS = {"validation": "validation_risk", "labeled": "labeled_risk"}
 
 
 @dataclass
@@ -60,11 +65,12 @@ def train_head(
         config: Loss, optimiser and epoch settings.
         priors: Priors of the current split (UU losses).
         seed: Seeds batch order and dropout, so an iteration is reproducible on resume.
-        validation: Held-out rows for selection; None keeps the last epoch.
+        validation: Held-out rows for selection; None (and no ``labeled`` for ``selection: labeled``) keeps the
+            last epoch.
         labeled: The labelled set L, added to the objective when ``config.labeled_weight > 0``.
 
     Returns:
-        ``(head, history)``; history rows hold ``epoch``, ``train_risk``, ``validation_risk``.
+        ``(head, history)``; history rows hold ``epoch``, ``train_risk``, ``validation_risk``, ``labeled_risk``.
     """
     torch.manual_seed(seed)  # dropout draws from the global generator
     order_generator = torch.Generator().manual_seed(seed)
@@ -83,14 +89,17 @@ def train_head(
             optimizer.step()
             total, steps = total + risk.item(), steps + 1
         row = {"epoch": epoch, "train_risk": total / max(steps, 1)}
-        if validation is not None:
-            head.eval()
-            with torch.no_grad():
+        head.eval()
+        with torch.no_grad():
+            if validation is not None:
                 row["validation_risk"] = _objective(head, validation, config, priors, None).item()
-            if row["validation_risk"] < best_risk:
-                best_risk, best_state = row["validation_risk"], copy.deepcopy(head.state_dict())
+            if labeled is not None and len(labeled):
+                row["labeled_risk"] = pn_risk(head(labeled.features), labeled.gold).item()
+        criterion = row.get(SELECTION_KEYS[config.selection])
+        if criterion is not None and criterion < best_risk:
+            best_risk, best_state = criterion, copy.deepcopy(head.state_dict())
         history.append(row)
-    if validation is not None:
+    if best_risk < float("inf"):
         head.load_state_dict(best_state)
     head.eval()
     return head, history

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from refine import distributed
 from refine.annotators import annotate_corpus
 from refine.baselines import simple_baselines
 from refine.classifier_io import ClassifierMeta, save_refined_classifier
@@ -26,7 +27,7 @@ from refine.config import RefineConfig
 from refine.config_loading import config_to_dict
 from refine.corpus import load_corpus
 from refine.encoder import Features, cached_features, load_classifier
-from refine.head_training import HeadData, predict_logits, train_head
+from refine.head_training import SELECTION_KEYS, HeadData, predict_logits, train_head
 from refine.heads import new_head
 from refine.metrics import classification_metrics, flip_count
 from refine.objectives import UNLABELED_LOSSES
@@ -49,12 +50,18 @@ logger = logging.getLogger(__name__)
 NON_RESULT_KEYS = {
     "name", "output_dir", "overwrite_output_dir", "cache_dir", "loop",
     "classifier.encode_batch_size", "annotator.batch_size", "annotator.max_concurrency", "annotator.max_retries",
-    "annotator.request_timeout",
+    "annotator.request_timeout", "finetune.per_device_eval_batch_size", "finetune.report_to", "finetune.logging_steps",
+    "finetune.dataloader_num_workers", "finetune.save_total_limit",
 }
 
 
 class NoSignalError(ValueError):
-    """The pseudo-labelled sets do not differ enough in their unsafe rate for UU learning."""
+    """The pseudo-labelled sets do not differ enough in their unsafe rate for UU learning.
+
+    At iteration 0, ``annotator_metrics`` holds the annotator's own row (priors, accuracy on L and on the test split).
+    """
+
+    annotator_metrics: dict | None = None
 
 
 def _result_config(config: RefineConfig, sections: tuple[str, ...]) -> dict:
@@ -81,7 +88,8 @@ def annotator_scores_key(config: RefineConfig, frame: pd.DataFrame) -> str:
 
 
 def refine_fingerprint(config: RefineConfig) -> dict:
-    return _result_config(config, ("data", "annotator", "priors", "classifier", "train"))
+    finetune = ("finetune",) if config.classifier.backbone == "finetune" else ()
+    return _result_config(config, ("data", "annotator", "priors", "classifier", "train", *finetune))
 
 
 @dataclass
@@ -89,7 +97,7 @@ class Corpus:
     """The corpus with its frozen features and fixed index sets (rows of ``frame``)."""
 
     frame: pd.DataFrame
-    features: Features
+    features: Features | None  # None: finetune backbone that needs no frozen features (see needs_frozen_features)
     train: np.ndarray  # rows of the corpus X (annotated, refined)
     test: np.ndarray  # gold test split: evaluation only
     labeled: np.ndarray  # L ⊂ train
@@ -161,6 +169,10 @@ def _iteration_row(corpus: Corpus, k: int, labels: np.ndarray, scores: np.ndarra
 
 
 def _write_iteration(folder: Path, corpus: Corpus, labels, scores, row, extra: dict, save_classifier=None) -> None:
+    """Written by the main process; every process returns once the folder is complete."""
+    if not distributed.is_main_process():
+        distributed.wait_for_everyone()
+        return
     with atomic_dir(folder) as tmp:
         frame = pd.DataFrame({
             "id": corpus.frame["id"], "split": corpus.frame["split"], "pseudo_label": labels.astype(np.int8),
@@ -173,6 +185,7 @@ def _write_iteration(folder: Path, corpus: Corpus, labels, scores, row, extra: d
         if save_classifier is not None:
             save_classifier(tmp / "classifier")
         write_json(tmp / "metrics.json", row)  # written last: its presence marks a complete iteration
+    distributed.wait_for_everyone()
 
 
 def _read_iteration(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -188,17 +201,28 @@ def _summary_line(row: dict, total: int, seconds: float) -> str:
     return " ".join(parts) + f", {seconds:.1f}s"
 
 
+def needs_frozen_features(config: RefineConfig) -> bool:
+    """Frozen features are the frozen backbone's input; a finetune run needs them for the baselines (if asked) and
+    for the embedding annotator when it reuses the classifier's encoder."""
+    annotator = config.annotator
+    reuse = annotator.kind == "embedding" and annotator.model_name_or_path in (None, config.classifier.model_name_or_path)
+    return config.classifier.backbone == "frozen" or config.finetune.frozen_baselines or reuse
+
+
 def prepare_corpus(config: RefineConfig, run: RunDir):
     """Load the corpus, the classifier's base model and the cached features; fix validation rows."""
     extra = (config.annotator.column,) if config.annotator.kind == "column" else ()
-    frame = load_corpus(config.data, extra_columns=extra)
-    model, tokenizer = load_classifier(config.classifier.model_name_or_path,
-                                       trust_remote_code=config.classifier.trust_remote_code)
-    features = cached_features(
-        model, tokenizer, frame["text"].tolist(), model_name_or_path=config.classifier.model_name_or_path,
-        max_length=config.classifier.max_length, batch_size=config.classifier.encode_batch_size,
-        cache_dir=cache_dir(config),
-    )
+    with distributed.main_process_first():  # the main process fills the datasets cache, the others read it
+        frame = load_corpus(config.data, extra_columns=extra)
+    model = tokenizer = features = None
+    if needs_frozen_features(config):
+        model, tokenizer = load_classifier(config.classifier.model_name_or_path,
+                                           trust_remote_code=config.classifier.trust_remote_code)
+        features = cached_features(
+            model, tokenizer, frame["text"].tolist(), model_name_or_path=config.classifier.model_name_or_path,
+            max_length=config.classifier.max_length, batch_size=config.classifier.encode_batch_size,
+            cache_dir=cache_dir(config),
+        )
     train = np.flatnonzero(frame["split"].to_numpy() == "train")
     rng = np.random.default_rng(config.train.seed)
     n_validation = max(1, int(round(config.train.validation_fraction * len(train))))
@@ -230,8 +254,16 @@ class TrainedClassifier:
 
 
 def train_classifier(config: RefineConfig, corpus: Corpus, model, labels: np.ndarray, priors: Priors, *,
-                     seed: int) -> TrainedClassifier:
-    """Train a fresh classifier on the split given by ``labels`` (the seam between backbones)."""
+                     seed: int, work_dir: Path | None = None) -> TrainedClassifier:
+    """Train a fresh classifier on the split given by ``labels`` (the seam between backbones).
+
+    ``work_dir`` holds the fine-tuning Trainer's checkpoints (default: beside the run's iterations).
+    """
+    if config.classifier.backbone == "finetune":
+        from refine.finetune import finetune_classifier
+
+        work_dir = work_dir or Path(config.output_dir) / "refine" / f"trainer_seed{seed}"
+        return finetune_classifier(config, corpus, labels, priors, seed=seed, work_dir=work_dir)
     train_rows = corpus.labeled if config.train.loss == "labeled" else np.setdiff1d(corpus.train, corpus.validation)
     validation = None if config.train.loss == "labeled" else corpus.head_data(corpus.validation, labels)
     head, history = train_head(
@@ -248,6 +280,8 @@ def train_classifier(config: RefineConfig, corpus: Corpus, model, labels: np.nda
         save_refined_classifier(folder, head, meta)
 
     scores = predict_logits(head, corpus.features.head_input).numpy().astype(np.float64)
+    # Every process trains the (tiny) head; the main process's scores make the labels, so all agree exactly.
+    scores = distributed.broadcast_from_main(scores)
     return TrainedClassifier(scores=scores, history=history, save=save)
 
 
@@ -258,24 +292,32 @@ def run_refine(config: RefineConfig) -> pd.DataFrame:
     overwrite = config.overwrite_output_dir
     run.check_stage("annotate", annotate_fingerprint(config), overwrite=overwrite)
     run.check_stage("refine", refine_fingerprint(config), overwrite=overwrite)
-    try:
-        return _run(config, run)
-    except BaseException:
-        if created and not (run.stage("refine") / "iter_0" / "metrics.json").exists():
-            shutil.rmtree(run.root, ignore_errors=True)  # a fresh run that produced nothing leaves nothing behind
-        raise
+    with distributed.distributed_session():  # joins (and at the end leaves) a multi-process launch's group
+        try:
+            return _run(config, run)
+        except BaseException:
+            fresh = created and not (run.stage("refine") / "iter_0" / "metrics.json").exists()
+            if fresh and distributed.is_main_process():
+                shutil.rmtree(run.root, ignore_errors=True)  # a fresh run that produced nothing leaves nothing behind
+            raise
 
 
 def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
     corpus, model, tokenizer = prepare_corpus(config, run)
-    write_yaml(run.root / "config.yaml", config_to_dict(config))
-    annotate_dir = run.claim_stage("annotate", annotate_fingerprint(config), overwrite=config.overwrite_output_dir)
-    annotations = annotate_corpus(
-        corpus.frame, config.annotator, annotate_dir, sentence_embeddings=corpus.features.mean,
-        encoder=(model, tokenizer), encoder_name=config.classifier.model_name_or_path,
-        score_cache_dir=Path(cache_dir(config)) / f"annotator-{annotator_scores_key(config, corpus.frame)}",
-    )
-    refine_dir = run.claim_stage("refine", refine_fingerprint(config), overwrite=config.overwrite_output_dir)
+    if distributed.is_main_process():
+        write_yaml(run.root / "config.yaml", config_to_dict(config))
+    # The main process claims stages and annotates first (hf/openai annotators run there alone); the others then
+    # find its stage.json and labels.parquet and read them.
+    with distributed.main_process_first():
+        annotate_dir = run.claim_stage("annotate", annotate_fingerprint(config), overwrite=config.overwrite_output_dir)
+        annotations = annotate_corpus(
+            corpus.frame, config.annotator, annotate_dir,
+            sentence_embeddings=corpus.features.mean if corpus.features is not None else None,
+            encoder=(model, tokenizer) if model is not None else None,
+            encoder_name=config.classifier.model_name_or_path,
+            score_cache_dir=Path(cache_dir(config)) / f"annotator-{annotator_scores_key(config, corpus.frame)}",
+        )
+        refine_dir = run.claim_stage("refine", refine_fingerprint(config), overwrite=config.overwrite_output_dir)
     n_labeled = len(corpus.labeled)
     iterations = config.loop.iterations
 
@@ -288,9 +330,14 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
         labels = annotations["pseudo_label"].to_numpy().astype(np.int64)
         scores = annotations["annotator_score"].to_numpy().astype(np.float64)
         priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed)
-        signal = check_signal(priors, intervals, min_prior_gap=config.priors.min_prior_gap, n_labeled=n_labeled,
-                              iteration=0)
+        signal = assess_signal(priors, intervals["gap"], min_prior_gap=config.priors.min_prior_gap)
         row = _iteration_row(corpus, 0, labels, scores, None, priors, intervals, signal)
+        try:
+            check_signal(priors, intervals, min_prior_gap=config.priors.min_prior_gap, n_labeled=n_labeled,
+                         iteration=0)
+        except NoSignalError as err:
+            err.annotator_metrics = row  # the annotator's own accuracy etc., for callers that report it
+            raise
         _write_iteration(folder, corpus, labels, scores, row, {})
         row = read_json(folder / "metrics.json")  # the same types and key order as a resumed run
     logger.info(_summary_line(row, iterations, time.perf_counter() - start))
@@ -312,7 +359,8 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                     f"the labels of iteration {k - 1} carry no usable signal (theta1={previous_row['theta1']:.2f}, "
                     f"theta2={previous_row['theta2']:.2f}); stop at iteration {k - 1} (--loop.iterations {k - 1})."
                 )
-            trained = train_classifier(config, corpus, model, previous_labels, priors, seed=config.train.seed + k)
+            trained = train_classifier(config, corpus, model, previous_labels, priors, seed=config.train.seed + k,
+                                       work_dir=refine_dir / f"trainer_iter_{k}")
             scores = trained.scores
             threshold = decision_threshold(config, scores[corpus.train], priors)
             labels = (scores > threshold).astype(np.int64)
@@ -322,7 +370,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                 signal = "collapsed"
             row = _iteration_row(corpus, k, labels, scores, previous_labels, new_priors, intervals, signal)
             row.update({"threshold": threshold, "trained_with": priors.as_dict(),
-                        "best_epoch": _best_epoch(trained.history)})
+                        "best_epoch": _best_epoch(trained.history, config.train.selection)})
             _write_iteration(folder, corpus, labels, scores, row, {"history": trained.history},
                              functools.partial(trained.save, threshold=threshold))
             row = read_json(folder / "metrics.json")  # the same types and key order as a resumed run
@@ -340,18 +388,21 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
             logger.info("stopping early: %.4f of labels flipped (< %s)", row["flip_fraction"], stop)
             break
 
-    baselines_path = refine_dir / "baselines.json"
-    if baselines_path.exists():
-        baselines = read_json(baselines_path)
-    else:
-        baselines = simple_baselines(corpus, model, config)
-        write_json(baselines_path, baselines)
     table = pd.DataFrame(rows)
-    write_report(refine_dir, table, baselines)
+    if distributed.is_main_process():
+        baselines_path = refine_dir / "baselines.json"
+        if baselines_path.exists():
+            baselines = read_json(baselines_path)
+        else:
+            baselines = simple_baselines(corpus, model, config) if corpus.features is not None else {}
+            write_json(baselines_path, baselines)
+        write_report(refine_dir, table, baselines)
+    distributed.wait_for_everyone()
     return table
 
 
-def _best_epoch(history: list[dict]) -> int:
-    if history and "validation_risk" in history[0]:
-        return int(min(history, key=lambda r: r["validation_risk"])["epoch"])
+def _best_epoch(history: list[dict], selection: str) -> int:
+    key = SELECTION_KEYS[selection]
+    if history and key in history[0]:
+        return int(min(history, key=lambda r: r[key])["epoch"])
     return len(history)
