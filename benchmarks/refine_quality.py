@@ -12,7 +12,6 @@ Everything is measured on the gold test split that no step saw. Prints tables an
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import platform
@@ -78,6 +77,9 @@ def run_cell(dataset: str, annotator: str, seed: int, args) -> dict:
             table = run_refine(config)
         except NoSignalError as err:
             cell["no_signal"] = str(err)
+            first = err.annotator_metrics or {}
+            cell.update({"annotator_accuracy": first.get("test_accuracy"), "annotator_roc_auc": first.get("test_roc_auc"),
+                         "theta1": first.get("theta1"), "theta2": first.get("theta2"), "signal": "none"})
             logging.warning("%s/%s/seed %d: %s", dataset, annotator, seed, err)
             return cell
         record = {"test_accuracy": accuracies(table, args.iterations), "seconds": time.perf_counter() - began,
@@ -122,12 +124,16 @@ def summarise(cells: list[dict], iterations: int) -> tuple[list[dict], str]:
         row = {"dataset": dataset, "annotator": annotator, "seeds": [c["seed"] for c in group],
                "no_signal_seeds": [c["seed"] for c in group if "no_signal" in c]}
         if not ok:
-            lines.append(f"{dataset} | {annotator} | no signal in {len(group)}/{len(group)} seeds: "
-                         f"{group[0]['no_signal'][:160]} |" + " - |" * (len(header) - 3))
+            row["annotator_accuracy"] = mean_std([c.get("annotator_accuracy") for c in group])
+            row["annotator_roc_auc"] = mean_std([c.get("annotator_roc_auc") for c in group])
+            theta = f"{np.mean([c['theta1'] for c in group]):.2f}/{np.mean([c['theta2'] for c in group]):.2f} (L)"
+            lines.append(" | ".join([dataset, annotator, row["annotator_accuracy"], row["annotator_roc_auc"], theta,
+                                     f"NO SIGNAL in {len(group)}/{len(group)} seeds: stopped, no gain reported"]
+                                    + ["-"] * (len(header) - 6)))
             rows.append(row)
             continue
 
-        def method(name, key="final"):
+        def method(name, key="final", ok=ok):
             values = []
             for c in ok:
                 record = c["methods"].get(name)
