@@ -14,6 +14,7 @@ main process writes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -73,6 +74,9 @@ def ppo_arguments(config: AlignConfig, output_dir: Path, *, seed: int, num_promp
     from trl.experimental.ppo import PPOConfig
 
     ppo = config.ppo
+    # transformers 5.24 renamed gradient_checkpointing to activation_checkpointing (the old name warns).
+    names = {f.name for f in dataclasses.fields(PPOConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return PPOConfig(
         output_dir=str(output_dir), seed=seed, learning_rate=ppo.learning_rate, kl_coef=ppo.kl_coef,
         cliprange=ppo.cliprange, vf_coef=ppo.vf_coef, response_length=ppo.response_length,
@@ -81,7 +85,7 @@ def ppo_arguments(config: AlignConfig, output_dir: Path, *, seed: int, num_promp
         gradient_accumulation_steps=ppo.gradient_accumulation_steps,
         local_rollout_forward_batch_size=ppo.local_rollout_forward_batch_size, num_mini_batches=ppo.num_mini_batches,
         total_episodes=ppo.total_episodes or num_prompts,
-        activation_checkpointing=ppo.gradient_checkpointing,  # transformers 5 name of gradient_checkpointing
+        **{checkpointing: ppo.gradient_checkpointing},
         bf16=use_bf16(config), fp16=False, report_to=ppo.report_to, logging_steps=ppo.logging_steps,
         save_strategy="no", num_sample_generations=0,  # silr evaluates on held-out prompts instead
     )

