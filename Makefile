@@ -11,7 +11,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 
-.PHONY: venv demo test test-all bench lint clean
+.PHONY: venv demo test test-fast test-all bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,11 +27,15 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m align pipeline --config configs/demo.yaml
 
+# The whole suite, slow tests included (DeepSpeed ZeRO-2/3 on CPU, the packaged SmolLM2 and its GGUF conversion):
+# about 5 minutes on 2 cores. `make test-fast` (or plain `pytest`) leaves the slow ones out.
 test: venv
+	$(PY) -m pytest -q -x -m "" --timeout 900
+
+test-fast: venv
 	$(PY) -m pytest -q -x --timeout 900
 
-test-all: venv
-	$(PY) -m pytest -q -m "" --timeout 3600
+test-all: test
 
 bench: venv
 	$(PY) benchmarks/refine_quality.py
