@@ -83,7 +83,8 @@ def run_cell(dataset: str, annotator: str, seed: int, args) -> dict:
             logging.warning("%s/%s/seed %d: %s", dataset, annotator, seed, err)
             return cell
         record = {"test_accuracy": accuracies(table, args.iterations), "seconds": time.perf_counter() - began,
-                  "stopped": table["signal"].iloc[-1] if table["signal"].iloc[-1] == "collapsed" else None}
+                  "stopped": table["signal"].iloc[-1] if table["signal"].iloc[-1] in ("collapsed", "none") else None,
+                  "iterations_run": int(table["iteration"].iloc[-1])}
         summary = read_json(Path(config.output_dir) / "refine" / "summary.json")
         best = summary["best_iteration"]
         record["selected_by_L"] = record["test_accuracy"][best] if best else None

@@ -354,11 +354,6 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                 priors = Priors(config.priors.pi, config.priors.theta1, config.priors.theta2)
             else:
                 priors = Priors(previous_row["pi"], previous_row["theta1"], previous_row["theta2"])
-            if previous_row["signal"] == "none" and config.train.loss in UNLABELED_LOSSES:
-                raise NoSignalError(
-                    f"the labels of iteration {k - 1} carry no usable signal (theta1={previous_row['theta1']:.2f}, "
-                    f"theta2={previous_row['theta2']:.2f}); stop at iteration {k - 1} (--loop.iterations {k - 1})."
-                )
             trained = train_classifier(config, corpus, model, previous_labels, priors, seed=config.train.seed + k,
                                        work_dir=refine_dir / f"trainer_iter_{k}")
             scores = trained.scores
@@ -381,6 +376,13 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                 "iteration %d labelled every training text %s: the classifier collapsed to one class, so there is "
                 "nothing left to refine; stopping. (With loss=pn this is what training on noisy labels can do.)",
                 k, "unsafe" if labels[corpus.train][0] else "safe",
+            )
+            break
+        if row["signal"] == "none" and config.train.loss in UNLABELED_LOSSES and k < iterations:
+            logger.warning(
+                "the labels of iteration %d carry no usable signal (theta1=%.2f, theta2=%.2f): UU learning cannot "
+                "go on from them, so the run stops here. The report, and `reward export --iteration best`, use the "
+                "iterations so far.", k, row["theta1"], row["theta2"],
             )
             break
         stop = config.loop.early_stop_flip_fraction

@@ -116,6 +116,25 @@ def test_an_annotator_without_signal_stops_the_run(tmp_path, refine_args):
     assert not (tmp_path / "run").exists()  # a fresh run that produced nothing leaves nothing behind
 
 
+def test_labels_that_lose_their_signal_stop_the_run_with_a_report(refine_args, tmp_path, monkeypatch, caplog):
+    """Iteration 1's classifier scores at random (a stand-in for a run whose relabelling lost the signal): the loop
+    stops after iteration 1 with a warning, and still writes its metrics, baselines and report."""
+    real_train = loop.train_classifier
+
+    def random_scores(*args, **kwargs):
+        trained = real_train(*args, **kwargs)
+        trained.scores = np.random.default_rng(0).normal(size=len(trained.scores))
+        return trained
+
+    monkeypatch.setattr(loop, "train_classifier", random_scores)
+    table = run_refine(config_for(refine_args, "--priors.min_prior_gap", "0.3", "--loop.iterations", "3"))
+    assert table["iteration"].tolist() == [0, 1] and table["signal"].tolist()[1] == "none"
+    assert "iteration 1 carry no usable signal" in caplog.text
+    summary = json.loads((tmp_path / "run" / "refine" / "summary.json").read_text())
+    assert summary["iterations_run"] == 1 and (tmp_path / "run" / "refine" / "baselines.json").is_file()
+    assert not (tmp_path / "run" / "refine" / "iter_2").exists()
+
+
 def test_loss_pn_and_labeled_and_gold_run_through_the_same_loop(refine_args):
     for loss in ("pn", "labeled", "gold", "uu"):
         table = run_refine(config_for(refine_args, "--train.loss", loss, "--overwrite_output_dir"))
