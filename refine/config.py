@@ -202,6 +202,12 @@ class PriorsConfig:
                   "two sets no longer differ enough to learn from."},
     )
     interval_level: float = field(default=0.9, metadata={"help": "Level of the bootstrap intervals."})
+    unconfirmed_signal: Literal["stop", "warn"] = field(
+        default="stop",
+        metadata={"help": "When the interval of theta1 - theta2 for the annotator's labels includes 0, the labelled "
+                  "set cannot confirm that the annotator beats chance, and no refined result would be evidence. "
+                  "stop: end the run with the numbers (the default). warn: refine anyway."},
+    )
 
     def __post_init__(self):
         fixed = [self.pi, self.theta1, self.theta2]

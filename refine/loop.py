@@ -131,8 +131,10 @@ def split_priors(config: RefineConfig, corpus: Corpus, labels: np.ndarray, seed:
     return priors, intervals
 
 
-def check_signal(priors: Priors, intervals: dict, *, min_prior_gap: float, n_labeled: int, iteration: int) -> str:
-    """Stop on a split that carries no signal; warn loudly on an inverted or unconfirmed one."""
+def check_signal(priors: Priors, intervals: dict, *, min_prior_gap: float, n_labeled: int, iteration: int,
+                 unconfirmed: str = "warn") -> str:
+    """Stop on a split that carries no signal (and, with ``unconfirmed="stop"``, on one whose signal the labelled set
+    cannot confirm); warn loudly on an inverted or unconfirmed one."""
     signal = assess_signal(priors, intervals["gap"], min_prior_gap=min_prior_gap)
     t1, t2 = intervals["theta1"], intervals["theta2"]
     numbers = (
@@ -148,6 +150,14 @@ def check_signal(priors: Priors, intervals: dict, *, min_prior_gap: float, n_lab
     if signal == "inverted":
         logger.warning("WARNING: %s are ANTI-CORRELATED with the gold labels: %s. The UU risk stays unbiased "
                        "(it inverts them), but check the annotator's prompt and label mapping.", source, numbers)
+    elif signal == "weak" and unconfirmed == "stop":
+        lo, hi = intervals["gap"]
+        raise NoSignalError(
+            f"{source} may carry no signal: theta1 - theta2 = {priors.theta1 - priors.theta2:.2f} with a bootstrap interval "
+            f"[{lo:.2f}, {hi:.2f}] that includes 0 ({numbers}); the labelled set cannot confirm the annotator beats "
+            "chance, so no refined result would be evidence. Label more texts (data.num_labeled), use a stronger "
+            "annotator, or set priors.unconfirmed_signal: warn to refine anyway."
+        )
     elif signal == "weak":
         logger.warning("%s may carry no signal: the interval of theta1 - theta2 includes 0 (%s).", source, numbers)
     return signal
@@ -334,7 +344,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
         row = _iteration_row(corpus, 0, labels, scores, None, priors, intervals, signal)
         try:
             check_signal(priors, intervals, min_prior_gap=config.priors.min_prior_gap, n_labeled=n_labeled,
-                         iteration=0)
+                         iteration=0, unconfirmed=config.priors.unconfirmed_signal)
         except NoSignalError as err:
             err.annotator_metrics = row  # the annotator's own accuracy etc., for callers that report it
             raise

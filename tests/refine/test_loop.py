@@ -116,6 +116,24 @@ def test_an_annotator_without_signal_stops_the_run(tmp_path, refine_args):
     assert not (tmp_path / "run").exists()  # a fresh run that produced nothing leaves nothing behind
 
 
+def test_an_annotator_whose_signal_the_labelled_set_cannot_confirm_stops_unless_told(tmp_path, refine_args):
+    # Pseudo-labels independent of the gold labels, judged on 40 labels: the gap clears min_prior_gap (0.01) by
+    # chance, but its bootstrap interval includes 0.
+    from tests.refine.conftest import make_corpus
+
+    frame = make_corpus(400, seed=3)
+    frame["llm"] = np.random.default_rng(9).integers(0, 2, len(frame))
+    frame.to_csv(tmp_path / "noise.csv", index=False)
+    args = [*refine_args, "--data.path", str(tmp_path / "noise.csv"), "--data.num_labeled", "40",
+            "--priors.min_prior_gap", "0.01"]
+    with pytest.raises(NoSignalError, match=r"may carry no signal: theta1 - theta2 = .* interval \[-.*\] that "
+                                            r"includes 0.*priors.unconfirmed_signal: warn"):
+        run_refine(config_for(args))
+    assert not (tmp_path / "run").exists()
+    table = run_refine(config_for(args, "--priors.unconfirmed_signal", "warn"))
+    assert table["signal"].iloc[0] == "weak" and table["iteration"].iloc[-1] >= 1
+
+
 def test_labels_that_lose_their_signal_stop_the_run_with_a_report(refine_args, tmp_path, monkeypatch, caplog):
     """Iteration 1's classifier scores at random (a stand-in for a run whose relabelling lost the signal): the loop
     stops after iteration 1 with a warning, and still writes its metrics, baselines and report."""
