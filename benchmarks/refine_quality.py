@@ -5,7 +5,7 @@ For each data set × annotator × seed it runs the refine loop with several obje
 cleanlab's CleanLearning, classifiers trained on the ~50 gold labels alone, the majority class and the gold ceiling.
 Everything is measured on the gold test split that no step saw. Prints tables and writes JSON.
 
-    python benchmarks/refine_quality.py                       # everything (about an hour on 2 cores)
+    python benchmarks/refine_quality.py                       # everything (7 min on 2 cores with cached annotator scores, + ~15 min of SmolLM2 labelling uncached)
     python benchmarks/refine_quality.py --datasets openai_moderation --annotators embedding --seeds 0
 """
 
