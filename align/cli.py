@@ -35,12 +35,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def print_help(parser: argparse.ArgumentParser) -> None:
     from align.config import AlignConfig
-    from refine.config_loading import describe_fields
+    from refine.cli import print_config_help
 
-    parser.print_help()
-    print("\nconfig keys (YAML sections, or --section.key on the command line):")
-    for key, default, help_text in describe_fields(AlignConfig):
-        print(f"  {key}  (default: {default!r})\n      {help_text}")
+    print_config_help(parser, AlignConfig)
 
 
 def setup_logging(main_process: bool) -> None:

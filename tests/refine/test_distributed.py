@@ -21,6 +21,7 @@ import yaml
 
 from refine import distributed
 from refine.encoder import encode_texts, predict_unsafe_logits
+from tests.helpers import single_torch_thread
 
 REPO = Path(__file__).resolve().parents[2]
 UNSAFE = "kill hate bomb poison hurt threaten".split()
@@ -30,11 +31,8 @@ N_TEXTS = 241  # odd, and not a multiple of the batch size: the last batch and t
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """One thread, as each launched process gets (cores / processes): the same kernels, the same floats."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with single_torch_thread():
+        yield
 
 
 class TestSingleProcess:

@@ -20,17 +20,15 @@ from refine.uu_trainer import (
     corpus_and_labeled_risk,
     validation_risk_metric,
 )
+from tests.helpers import single_torch_thread
 
 PRIORS = Priors(pi=0.4, theta1=0.8, theta2=0.15)
 
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Tiny models on one thread: two OpenMP threads spin-wait on the shared 2-core machine (see tests/reward)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with single_torch_thread():
+        yield
 
 
 def make_config(model_dir: str, tmp_path, **finetune) -> RefineConfig:

@@ -14,6 +14,7 @@ from refine.encoder import predict_unsafe_logits
 from refine.finetune import build_trainer, finetune_classifier, load_tokenizer, new_classifier
 from refine.loop import Corpus
 from refine.priors import Priors
+from tests.helpers import plain_hf_logits, single_torch_thread
 
 PRIORS = Priors(pi=0.4, theta1=0.8, theta2=0.15)
 UNSAFE = "kill hate bomb poison hurt threaten".split()
@@ -22,10 +23,8 @@ SAFE = "bread garden music friend weather school".split()
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with single_torch_thread():
+        yield
 
 
 def make_corpus(n: int = 40, seed: int = 0) -> tuple[Corpus, np.ndarray]:
@@ -58,19 +57,9 @@ def snapshot(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def plain_logits(folder, texts, max_length=16) -> np.ndarray:
+def plain_logits(folder, texts) -> np.ndarray:
     """Scores of a saved classifier through nothing but transformers: batches of 3, padded per batch."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(texts), 3):
-            batch = tokenizer(texts[start : start + 3], truncation=True, max_length=max_length, padding=True,
-                              return_tensors="pt")
-            out.append(model(**batch).logits[:, 0].numpy())
-    return np.concatenate(out).astype(np.float64)
+    return plain_hf_logits(folder, texts, max_length=16, batch_size=3)
 
 
 @pytest.mark.parametrize("model_fixture", ["tiny_bert_dir", "tiny_llama_dir"])

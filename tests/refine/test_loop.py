@@ -102,14 +102,18 @@ def test_a_changed_config_is_refused_unless_told_to_start_over(refine_args):
     assert table["iteration"].tolist() == [0, 1, 2]
 
 
-def test_an_annotator_without_signal_stops_the_run(tmp_path, refine_args):
-    # Pseudo-labels drawn independently of the gold labels: theta1 ≈ theta2.
+def noise_annotated_corpus(folder) -> str:
+    """A corpus whose pseudo-labels are drawn independently of the gold labels (theta1 ≈ theta2)."""
     from tests.refine.conftest import make_corpus
 
     frame = make_corpus(400, seed=3)
     frame["llm"] = np.random.default_rng(9).integers(0, 2, len(frame))
-    frame.to_csv(tmp_path / "noise.csv", index=False)
-    args = [*refine_args, "--data.path", str(tmp_path / "noise.csv"), "--data.num_labeled", "200",
+    frame.to_csv(folder / "noise.csv", index=False)
+    return str(folder / "noise.csv")
+
+
+def test_an_annotator_without_signal_stops_the_run(tmp_path, refine_args):
+    args = [*refine_args, "--data.path", noise_annotated_corpus(tmp_path), "--data.num_labeled", "200",
             "--priors.min_prior_gap", "0.3"]
     with pytest.raises(NoSignalError, match=r"carry no usable signal: theta1=.*theta2=.*90% bootstrap intervals"):
         run_refine(config_for(args))
@@ -117,14 +121,9 @@ def test_an_annotator_without_signal_stops_the_run(tmp_path, refine_args):
 
 
 def test_an_annotator_whose_signal_the_labelled_set_cannot_confirm_stops_unless_told(tmp_path, refine_args):
-    # Pseudo-labels independent of the gold labels, judged on 40 labels: the gap clears min_prior_gap (0.01) by
-    # chance, but its bootstrap interval includes 0.
-    from tests.refine.conftest import make_corpus
-
-    frame = make_corpus(400, seed=3)
-    frame["llm"] = np.random.default_rng(9).integers(0, 2, len(frame))
-    frame.to_csv(tmp_path / "noise.csv", index=False)
-    args = [*refine_args, "--data.path", str(tmp_path / "noise.csv"), "--data.num_labeled", "40",
+    # Judged on 40 labels, the gap of independent pseudo-labels clears min_prior_gap (0.01) by chance, but its
+    # bootstrap interval includes 0.
+    args = [*refine_args, "--data.path", noise_annotated_corpus(tmp_path), "--data.num_labeled", "40",
             "--priors.min_prior_gap", "0.01"]
     with pytest.raises(NoSignalError, match=r"may carry no signal: theta1 - theta2 = .* interval \[-.*\] that "
                                             r"includes 0.*priors.unconfirmed_signal: warn"):

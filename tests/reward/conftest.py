@@ -16,6 +16,8 @@ import pytest
 import torch
 import yaml
 
+from tests.helpers import single_torch_thread
+
 MAX_LENGTH = 64  # tokens; some texts below are longer, so truncation is exercised
 THRESHOLD = 0.1  # unsafe_logit threshold of iteration 1 → reward threshold -0.1
 TEMPLATE = "User: {prompt}\nAssistant: {response}"
@@ -119,15 +121,8 @@ def build_tiny_run(root: Path, base_dir: str, n_texts: int = 200) -> TinyRun:
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Run the reward tests' tiny models on one thread.
-
-    On the shared 2-core machine, torch's two OpenMP threads spin-wait against other processes and a tiny BERT forward
-    pass takes ~0.5 s instead of ~5 ms. Restored at the end of the session.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with single_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -8,31 +8,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from reward.export import export_reward_model, resolve_iteration
+from tests.helpers import plain_hf_logits
 
 # Float32 encoders padded in different batches differ by ~1e-6; 1e-4 is the acceptance bound.
 SCORE_TOLERANCE = 1e-4
 
 
-def _plain_logits(folder: str, texts: list[str], max_length: int) -> np.ndarray:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(texts), 50):
-            batch = tokenizer(texts[start : start + 50], truncation=True, max_length=max_length, padding=True,
-                              return_tensors="pt")
-            out.append(model(**batch).logits[:, 0].numpy())
-    return np.concatenate(out).astype(np.float64)
-
 
 def test_exported_logits_are_minus_silr_unsafe_logits(tiny_run, exported_dir):
     # 200 texts, some longer than max_length=64 tokens: plain transformers, no silr code, reads the reward directly.
-    logits = _plain_logits(exported_dir, tiny_run.texts, max_length=64)
+    logits = plain_hf_logits(exported_dir, tiny_run.texts, max_length=64, batch_size=50)
     expected = -tiny_run.unsafe_logits[1]
     assert np.abs(logits - expected).max() < SCORE_TOLERANCE
     assert expected.std() > 0.5  # rewards spread over real units, so the comparison is not trivially small
@@ -62,7 +49,7 @@ def test_decoder_classifier_export_negates_score_layer(tmp_path, tiny_llama_dir,
     # A Llama classifier (head family `score`, a linear layer without bias) read at the last non-pad token.
     run = make_tiny_run(tmp_path / "run", tiny_llama_dir, n_texts=40)
     export_reward_model(run.root, tmp_path / "reward", iteration="last")
-    logits = _plain_logits(str(tmp_path / "reward"), run.texts, max_length=64)
+    logits = plain_hf_logits(str(tmp_path / "reward"), run.texts, max_length=64, batch_size=50)
     assert np.abs(logits + run.unsafe_logits[2]).max() < SCORE_TOLERANCE
     assert run.unsafe_logits[2].std() > 0.5
 
@@ -117,7 +104,7 @@ def test_iteration_selection(tiny_run):
 def test_last_iteration_export_and_overwrite_rules(tiny_run, tmp_path):
     out = tmp_path / "reward"
     export_reward_model(tiny_run.root, out, iteration="last")
-    logits = _plain_logits(str(out), tiny_run.texts[:20], max_length=64)
+    logits = plain_hf_logits(str(out), tiny_run.texts[:20], max_length=64, batch_size=50)
     assert np.abs(logits + tiny_run.unsafe_logits[2][:20]).max() < SCORE_TOLERANCE
 
     with pytest.raises(ValueError, match="exists and is not empty; pass --overwrite"):
