@@ -42,6 +42,9 @@ METHODS = {
     "robust_uu+L": ["--train.labeled_weight", "10"],
     "uu": ["--train.loss", "uu"],
     "pn": ["--train.loss", "pn"],
+    # pn with the decision threshold set so the unsafe share matches pi (from L): with the sigmoid loss the UU risk is
+    # a class-weighted pn risk, so a flexible model ranks texts alike under both and mostly the threshold differs.
+    "pn+pi": ["--train.loss", "pn", "--train.threshold", "prior_match"],
 }
 BASELINES = ["cleanlab", "labeled_logreg", "labeled_head", "majority", "gold_head"]
 
@@ -117,7 +120,7 @@ def summarise(cells: list[dict], iterations: int) -> tuple[list[dict], str]:
     for cell in cells:
         groups.setdefault((cell["dataset"], cell["annotator"]), []).append(cell)
     header = ["dataset", "annotator", "ann. acc", "ann. AUC", "theta1/theta2 (oracle)", "rUU it1", "rUU final",
-              "rUU sel(L)", "rUU+L final", "uu final", "pn final", *BASELINES]
+              "rUU sel(L)", "rUU+L final", "uu final", "pn it1", "pn+pi it1", "pn final", *BASELINES]
     lines.append(" | ".join(header))
     lines.append(" | ".join("---" for _ in header))
     for (dataset, annotator), group in groups.items():
@@ -153,7 +156,7 @@ def summarise(cells: list[dict], iterations: int) -> tuple[list[dict], str]:
         cells_text = [dataset, annotator, row["annotator_accuracy"], row["annotator_roc_auc"], row["oracle_theta"],
                       mean_std(method("robust_uu", "it1")), mean_std(method("robust_uu")),
                       mean_std(method("robust_uu", "sel")), mean_std(method("robust_uu+L")), mean_std(method("uu")),
-                      mean_std(method("pn"))]
+                      mean_std(method("pn", "it1")), mean_std(method("pn+pi", "it1")), mean_std(method("pn"))]
         cells_text += [mean_std([c["baselines"].get(b) for c in ok]) for b in BASELINES]
         if row["no_signal_seeds"]:
             cells_text[1] += f" (no signal in seeds {row['no_signal_seeds']})"

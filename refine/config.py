@@ -406,12 +406,20 @@ class LoopConfig:
     early_stop_flip_fraction: float | None = field(
         default=None, metadata={"help": "Stop when fewer than this share of corpus labels flip (null: never)."}
     )
+    patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop when the accuracy on L has not improved for this many iterations (null: run all T). "
+                  "The exported classifier is the iteration best on L either way. Ignored, with a warning, while L "
+                  "is trained on (train.labeled_weight > 0), since its accuracy is then no guide."},
+    )
 
     def __post_init__(self):
         if self.iterations < 1:
             raise ValueError(f"iterations={self.iterations} must be at least 1.")
         if self.early_stop_flip_fraction is not None and not 0.0 <= self.early_stop_flip_fraction <= 1.0:
             raise ValueError(f"early_stop_flip_fraction={self.early_stop_flip_fraction} must lie in [0, 1].")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience={self.patience} must be at least 1 or null.")
 
 
 @dataclass

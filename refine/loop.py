@@ -330,6 +330,12 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
         refine_dir = run.claim_stage("refine", refine_fingerprint(config), overwrite=config.overwrite_output_dir)
     n_labeled = len(corpus.labeled)
     iterations = config.loop.iterations
+    patience = config.loop.patience
+    if patience is not None and not labeled_is_held_out(config):
+        logger.warning("loop.patience is ignored: L is trained on (train.loss=%s, train.labeled_weight=%s), so its "
+                       "accuracy cannot tell a better iteration from a worse one.", config.train.loss,
+                       config.train.labeled_weight)
+        patience = None
 
     # Iteration 0: the annotator's own labels.
     start = time.perf_counter()
@@ -399,6 +405,13 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
         if stop is not None and row["flip_fraction"] < stop:
             logger.info("stopping early: %.4f of labels flipped (< %s)", row["flip_fraction"], stop)
             break
+        if patience is not None and k < iterations:
+            stale = iterations_since_best(rows)
+            if stale >= patience:
+                logger.info("stopping early: accuracy on L has not improved for %d iteration(s) (best %.3f at "
+                            "iteration %d; loop.patience=%d)", stale, rows[k - stale]["labeled_accuracy"], k - stale,
+                            patience)
+                break
 
     table = pd.DataFrame(rows)
     if distributed.is_main_process():
@@ -411,6 +424,19 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
         write_report(refine_dir, table, baselines)
     distributed.wait_for_everyone()
     return table
+
+
+def labeled_is_held_out(config: RefineConfig) -> bool:
+    """Whether training never sees L's gold labels, so that accuracy on L is an honest guide between iterations."""
+    return config.train.labeled_weight == 0 and config.train.loss not in ("labeled", "gold")
+
+
+def iterations_since_best(rows: list[dict]) -> int:
+    """Refined iterations (>= 1) run since the first one with the highest accuracy on L (0: the last is the best)."""
+    accuracies = [row["labeled_accuracy"] for row in rows[1:]]
+    if not accuracies:
+        return 0
+    return len(accuracies) - 1 - int(np.argmax(accuracies))
 
 
 def _best_epoch(history: list[dict], selection: str) -> int:

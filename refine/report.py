@@ -49,7 +49,25 @@ def format_table(table: pd.DataFrame, baselines: dict) -> str:
         lines.append("baselines (test accuracy):")
         for name, metrics in baselines.items():
             lines.append(f"  {BASELINE_NAMES.get(name, name):34s} {metrics.get('accuracy', float('nan')):.3f}")
+    lines.extend(verdict_lines(summarise(table, baselines)))
     return "\n".join(lines)
+
+
+def verdict_lines(summary: dict) -> list[str]:
+    """Which iteration `reward export` ships, and how it compares with the annotator and the L-only baselines."""
+    best = summary["best_iteration"]
+    if not best:
+        return ["no refined iteration: nothing to export."]
+    lines = [f"exported by default: iteration {best} (the best on L)"
+             + (f", test acc {summary['best_test_accuracy']:.3f}" if "best_test_accuracy" in summary else "")]
+    if "annotator_test_accuracy" in summary and "best_test_accuracy" in summary:
+        gain = summary["best_test_accuracy"] - summary["annotator_test_accuracy"]
+        lines.append(f"  vs the annotator's own labels: {gain:+.3f}")
+    if "labeled_only_test_accuracy" in summary:
+        word = "beats" if summary["beats_labeled_only"] else "does NOT beat"
+        lines.append(f"  it {word} the strongest classifier trained on L alone "
+                     f"({summary['labeled_only_test_accuracy']:.3f})")
+    return lines
 
 
 def summarise(table: pd.DataFrame, baselines: dict) -> dict:
@@ -67,8 +85,10 @@ def summarise(table: pd.DataFrame, baselines: dict) -> dict:
             summary["best_test_accuracy"] = float(table.set_index("iteration").loc[best, "test_accuracy"])
         strongest = max((m["accuracy"] for k, m in baselines.items() if k.startswith("labeled")), default=None)
         if strongest is not None:
+            # The comparison is made for the classifier `reward export` ships by default: the best iteration on L.
+            exported = summary.get("best_test_accuracy", summary["final_test_accuracy"])
             summary["labeled_only_test_accuracy"] = strongest
-            summary["beats_labeled_only"] = bool(last["test_accuracy"] > strongest)
+            summary["beats_labeled_only"] = bool(exported > strongest)
     return summary
 
 

@@ -156,3 +156,45 @@ def test_loss_pn_and_labeled_and_gold_run_through_the_same_loop(refine_args):
     for loss in ("pn", "labeled", "gold", "uu"):
         table = run_refine(config_for(refine_args, "--train.loss", loss, "--overwrite_output_dir"))
         assert table["iteration"].iloc[-1] >= 1, loss
+
+
+def test_patience_stops_a_run_whose_accuracy_on_L_stops_improving(refine_args, tmp_path, monkeypatch, caplog):
+    """From iteration 2 on, the classifier repeats iteration 1's scores, so the accuracy on L cannot improve: with
+    loop.patience 1 the run stops after iteration 2; without patience it runs all 4."""
+    real_train = loop.train_classifier
+    first_scores = []
+
+    def repeat_first_scores(*args, **kwargs):
+        trained = real_train(*args, **kwargs)
+        if first_scores:
+            trained.scores = first_scores[0].copy()
+        else:
+            first_scores.append(trained.scores.copy())
+        return trained
+
+    monkeypatch.setattr(loop, "train_classifier", repeat_first_scores)
+    caplog.set_level("INFO", logger="refine.loop")
+    table = run_refine(config_for(refine_args, "--loop.iterations", "4", "--loop.patience", "1"))
+    assert table["iteration"].tolist() == [0, 1, 2]
+    assert "accuracy on L has not improved for 1 iteration(s)" in caplog.text
+    summary = json.loads((tmp_path / "run" / "refine" / "summary.json").read_text())
+    assert summary["iterations_run"] == 2 and summary["best_iteration"] == 2  # a tie goes to the later iteration
+
+    first_scores.clear()
+    table = run_refine(config_for(refine_args, "--loop.iterations", "4", "--overwrite_output_dir"))
+    assert table["iteration"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_patience_is_ignored_while_L_is_trained_on(refine_args, caplog):
+    table = run_refine(config_for(refine_args, "--loop.patience", "1", "--train.labeled_weight", "5"))
+    assert table["iteration"].tolist() == [0, 1, 2]
+    assert "loop.patience is ignored: L is trained on" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "expected"), [([0.5], 0), ([0.5, 0.7, 0.6], 1), ([0.7, 0.7, 0.6], 2), ([0.6, 0.7, 0.8], 0)]
+)
+def test_iterations_since_best_counts_from_the_first_best_iteration(accuracies, expected):
+    rows = [{"labeled_accuracy": 0.9}] + [{"labeled_accuracy": a} for a in accuracies]  # iteration 0 is not counted
+    assert loop.iterations_since_best(rows) == expected
+

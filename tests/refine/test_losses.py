@@ -313,3 +313,27 @@ class TestUnbiasedOnAKnownMixture:
         straight = uu_risk(m["logits1"], m["logits2"], pi=m["pi"], theta1=m["theta1"], theta2=m["theta2"])
         swapped = uu_risk(m["logits2"], m["logits1"], pi=m["pi"], theta1=m["theta2"], theta2=m["theta1"])
         assert swapped.item() == pytest.approx(straight.item(), abs=1e-12)
+
+
+class TestUUIsACostSensitivePNRiskUnderTheSigmoidLoss:
+    """sigmoid(g) + sigmoid(-g) = 1 turns the UU risk into (a + b) E_U1[l+] + (c + d) E_U2[l-] - b - c: plain pn on
+    the pseudo-labels with class weights. So without the correction, UU ranks texts as a class-weighted pn does; what
+    differs is where the decision threshold lands. (This is why the benchmarks report pn with a prior-matched
+    threshold next to robust UU.)"""
+
+    @pytest.mark.parametrize(("pi", "theta1", "theta2"), [(0.3, 0.8, 0.1), (0.68, 0.93, 0.43), (0.5, 0.2, 0.7)])
+    def test_uu_risk_equals_weighted_pn_minus_a_constant(self, pi, theta1, theta2):
+        generator = torch.Generator().manual_seed(0)
+        logits1, logits2 = torch.randn(37, generator=generator) * 3, torch.randn(21, generator=generator) * 3
+        a, b, c, d = uu_coefficients(pi=pi, theta1=theta1, theta2=theta2)
+        weighted_pn = (a + b) * sigmoid_loss(logits1, +1).mean() + (c + d) * sigmoid_loss(logits2, -1).mean()
+        risk = uu_risk(logits1, logits2, pi=pi, theta1=theta1, theta2=theta2)
+        torch.testing.assert_close(risk, weighted_pn - b - c)
+
+    def test_the_robust_correction_breaks_the_equivalence_once_a_partial_risk_is_negative(self):
+        logits1, logits2 = torch.full((8,), 6.0), torch.full((8,), -6.0)  # the split fitted exactly
+        kwargs = {"pi": 0.5, "theta1": 0.8, "theta2": 0.2}
+        positive, negative = uu_partial_risks(logits1, logits2, **kwargs)
+        assert positive < 0 and negative < 0
+        robust = robust_uu_risk(logits1, logits2, **kwargs, gamma=-0.001)
+        assert robust > 0 > uu_risk(logits1, logits2, **kwargs)
