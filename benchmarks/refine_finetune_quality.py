@@ -74,11 +74,11 @@ def main() -> int:
                                                                                      recipe_overrides())
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    epochs = [] if args.epochs is None else ["--finetune.num_train_epochs", str(args.epochs)]
     began, runs = time.perf_counter(), {}
     for seed in args.seeds:
         for method, extra in METHODS.items():
             folder = work_dir / method / str(seed)
-            epochs = [] if args.epochs is None else ["--finetune.num_train_epochs", str(args.epochs)]
             overrides = [*recipe, *epochs, "--data.seed", str(seed), "--train.seed", str(seed),
                          "--loop.iterations", str(args.iterations), "--cache_dir", str(work_dir / "cache"),
                          "--output_dir", str(folder), *annotator_args(args.annotator, seed, hf_max_examples=0), *extra]

@@ -410,7 +410,8 @@ class LoopConfig:
         default=None,
         metadata={"help": "Stop when the accuracy on L has not improved for this many iterations (null: run all T). "
                   "The exported classifier is the iteration best on L either way. Ignored, with a warning, while L "
-                  "is trained on (train.labeled_weight > 0), since its accuracy is then no guide."},
+                  "is trained on (train.labeled_weight > 0, or loss gold/labeled), since its accuracy is then no "
+                  "guide."},
     )
 
     def __post_init__(self):

@@ -30,7 +30,7 @@ from refine.encoder import Features, cached_features, load_classifier
 from refine.head_training import SELECTION_KEYS, HeadData, predict_logits, train_head
 from refine.heads import new_head
 from refine.metrics import classification_metrics, flip_count
-from refine.objectives import UNLABELED_LOSSES
+from refine.objectives import GOLD_LOSSES, UNLABELED_LOSSES
 from refine.priors import Priors, assess_signal, bootstrap_intervals, estimate_priors
 from refine.report import write_report
 from refine.rundir import (
@@ -428,7 +428,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
 
 def labeled_is_held_out(config: RefineConfig) -> bool:
     """Whether training never sees L's gold labels, so that accuracy on L is an honest guide between iterations."""
-    return config.train.labeled_weight == 0 and config.train.loss not in ("labeled", "gold")
+    return config.train.labeled_weight == 0 and config.train.loss not in GOLD_LOSSES
 
 
 def iterations_since_best(rows: list[dict]) -> int:

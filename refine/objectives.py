@@ -12,6 +12,8 @@ from refine.priors import Priors
 
 # Losses that read the pseudo-labels (and need priors); `gold` and `labeled` read gold labels instead.
 UNLABELED_LOSSES = ("robust_uu", "uu")
+# Losses supervised by gold labels (all of the corpus's, or L's); with them, L is part of training.
+GOLD_LOSSES = ("gold", "labeled")
 
 
 def training_risk(
@@ -45,7 +47,7 @@ def training_risk(
         return risk(logits[in_u1], logits[~in_u1], pi=priors.pi, theta1=priors.theta1, theta2=priors.theta2, **kwargs)
     if loss == "pn":
         return pn_risk(logits, in_u1)
-    if loss in ("gold", "labeled"):
+    if loss in GOLD_LOSSES:
         known = gold >= 0
         return pn_risk(logits[known], gold[known])
     raise ValueError(f"unknown loss {loss!r}; choose robust_uu, uu, pn, gold or labeled.")
