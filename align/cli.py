@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(main_process)
     from align.config import AlignConfig
     from refine.config_loading import load_config
+    from refine.distributed import distributed_session
 
     try:
         config = load_config(AlignConfig, args.config, overrides)
@@ -102,26 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         transformers_logging.disable_progress_bar()  # weight loading bars; silr's and TRL's bars stay
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
-        message = run_command(args.command, config, args.config)
+        with distributed_session("align"):  # under `accelerate launch`: join the process group (gloo or nccl)
+            message = run_command(args.command, config, args.config)
     except (ValueError, OSError, KeyError) as err:
         if os.environ.get("SILR_DEBUG"):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
-    finally:
-        _end_distributed()
     if main_process:
         print(message)
     return 0
-
-
-def _end_distributed() -> None:
-    """Destroy the process group of a multi-process run (else torchrun may report an abort at exit)."""
-    if "torch.distributed" in sys.modules:
-        import torch.distributed
-
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -54,13 +54,17 @@ def use_cpu() -> bool:
 
 
 @contextlib.contextmanager
-def distributed_session() -> Iterator[None]:
-    """Join the launcher's process group for the duration of a run, and leave it at the end.
+def distributed_session(program: str = "refine") -> Iterator[None]:
+    """Join the launcher's process group for the duration of a run of ``program``, and leave it at the end.
 
     The group is created here (gloo on CPU, nccl on GPUs, via accelerate's PartialState) with
     :data:`PROCESS_GROUP_TIMEOUT`, before the Trainer would create it with its 30-minute default. On exit the group is
     destroyed if this session created it, as ``accelerator.end_training()`` does, so torchrun does not abort.
-    Non-main processes log warnings only.
+    Non-main processes log warnings only (``program``'s logger).
+
+    Entry points must create the state here, with ``cpu`` set: a bare ``PartialState()`` on a machine without CUDA
+    (or under ``use_cpu: true``) comes up as ``DistributedType.NO`` on every process, so each one thinks it is the
+    main process and writes the same files.
     """
     if launched_world_size() <= 1:
         yield
@@ -70,9 +74,9 @@ def distributed_session() -> Iterator[None]:
     created = not torch.distributed.is_initialized()
     state = PartialState(cpu=use_cpu(), timeout=PROCESS_GROUP_TIMEOUT)
     if not state.is_main_process:
-        logging.getLogger("refine").setLevel(logging.WARNING)
-    logger.info("refine runs on %d processes (%s, backend %s)", state.num_processes, state.distributed_type,
-                state.backend)
+        logging.getLogger(program).setLevel(logging.WARNING)
+    logging.getLogger(program).info("%s runs on %d processes (%s, backend %s)", program, state.num_processes,
+                                    state.distributed_type, state.backend)
     try:
         yield
     finally:

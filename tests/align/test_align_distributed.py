@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,9 @@ def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool) -> sub
         env["ACCELERATE_USE_CPU"] = "1"
     command = [ACCELERATE, "launch", *arguments, "-m", "align", "ppo", "--config", config_path]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Each rank's exception line first: the tail alone shows only the rank that lost its peer.
+    errors = [line for line in result.stderr.splitlines() if re.match(r"(error:|\[rank\d+\]: \w+(Error|Exception))", line)]
+    assert result.returncode == 0, "\n".join(errors[:10]) + "\n...\n" + result.stderr[-2000:]
     return result
 
 
@@ -64,6 +67,9 @@ def test_ppo_on_two_cpu_processes(make_config, tmp_path):
     assert train["updates"] == 2 and train["episodes"] == 8  # 2 processes x batch 2 = 4 rollouts per update
     assert (folder / "policy" / "model.safetensors").is_file()
     assert result.stdout.count("policies: ") == 1  # only the main process prints
+    # Every process joined one gloo group: a bare PartialState() would come up as DistributedType.NO on each, and
+    # both would then write the run folder as "the main process" (a race that failed about 1 run in 15).
+    assert "align runs on 2 processes (DistributedType.MULTI_CPU, backend gloo)" in result.stderr
 
 
 @pytest.mark.slow
