@@ -90,10 +90,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     main_process = _main_process()
+    from refine.distributed import distributed_session, launched_world_size
+
+    if args.command != "ppo" and launched_world_size() > 1:
+        # evaluate, report and the pipeline's own stages are single-process; every rank would write the same files.
+        if main_process:
+            print(f"error: `align {args.command}` runs in one process, not under a {launched_world_size()}-process "
+                  f"launch; run `python -m align {args.command} --config ...` (only `align ppo` and `refine` take "
+                  "`accelerate launch`)", file=sys.stderr)
+        return 2
     setup_logging(main_process)
     from align.config import AlignConfig
     from refine.config_loading import load_config
-    from refine.distributed import distributed_session
 
     try:
         config = load_config(AlignConfig, args.config, overrides)

@@ -72,3 +72,16 @@ def test_cli_refuses_non_positive_response_length(tmp_path, capsys, value):
 def test_cli_without_command_prints_usage(capsys):
     assert main([]) == 2
     assert "choose a command" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report", "pipeline"])
+def test_single_process_commands_refuse_a_multi_process_launch(tmp_path, capsys, monkeypatch, command):
+    """Under `accelerate launch` every rank would run the stage and write the same files; only `ppo` is sharded."""
+    run = tmp_path / "run"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    code = main([command, "--config", str(ROOT / "configs" / "demo.yaml"), "--output_dir", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: `align {command}` runs in one process") and f"python -m align {command}" in err
+    assert not run.exists()
