@@ -51,10 +51,6 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def _main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
-
-
 def run_command(command: str, config, config_path: str | None) -> str:
     """Run one command; returns the line to print on success."""
     if command == "ppo":
@@ -89,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: choose a command (ppo, evaluate, report, pipeline) and pass --config CONFIG.yaml",
               file=sys.stderr)
         return 2
-    main_process = _main_process()
-    from refine.distributed import distributed_session, launched_world_size
+    from refine.distributed import distributed_session, launched_rank, launched_world_size
+
+    main_process = launched_rank() == 0
 
     if args.command != "ppo" and launched_world_size() > 1:
         # evaluate, report and the pipeline's own stages are single-process; every rank would write the same files.

@@ -73,25 +73,24 @@ def plain_copy(model):
 
 
 def convert_gguf_policy(location: ModelLocation, cache_dir: Path) -> Path:
-    """Convert a GGUF policy to a plain HF folder once (atomic; a finished folder is reused)."""
+    """Convert a GGUF policy to a plain HF folder once (atomic; a finished folder is reused).
+
+    No collectives here: under a multi-process launch the caller converts on the main process before the others
+    resolve the path (``run_ppo``), so every process finds the finished folder.
+    """
     target = converted_folder(location, cache_dir)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
-    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    state = PartialState()
-    with state.main_process_first():  # one process converts; the others then find the folder
-        if not (target / "config.json").is_file():
-            logger.info("converting %s/%s to a plain HF folder %s (once)", location.path, location.gguf_file, target)
-            tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
-            gguf_model = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file,
-                                                              dtype=torch.float32)
-            plain = plain_copy(gguf_model)
-            del gguf_model
-            with atomic_dir(target) as tmp:
-                plain.save_pretrained(tmp)
-                tokenizer.save_pretrained(tmp)
+    logger.info("converting %s/%s to a plain HF folder %s (once)", location.path, location.gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file, dtype=torch.float32)
+    plain = plain_copy(gguf_model)
+    del gguf_model
+    with atomic_dir(target) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return target
 
 

@@ -39,6 +39,7 @@ from align.stages import (
     run_dir,
     stage_name,
 )
+from refine.distributed import use_cpu
 from refine.rundir import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def _is_number(value) -> bool:
 
 def use_bf16(config: AlignConfig) -> bool:
     wanted = config.ppo.bf16
-    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    available = not use_cpu() and torch.cuda.is_bf16_supported()  # not under a use_cpu launch profile
     if wanted and not available:
         raise ValueError("ppo.bf16=true needs a GPU with bf16 support; set ppo.bf16 to null or false on CPU.")
     return available if wanted is None else wanted
@@ -235,8 +236,10 @@ def run_ppo(config: AlignConfig, *, config_path: str | None = None) -> list[Path
     from align.prompts import ensure_prompts
 
     state = PartialState()
-    with state.main_process_first():
+    if state.is_main_process:  # one writer: converts a GGUF policy and builds the prompt split; the others read them
+        resolve_policy_path(config.policy)
         ensure_prompts(config)
+    state.wait_for_everyone()
     jobs = [(v, s) for v in config.trained_variants for s in config.ppo.seeds]
     folders = []
     for variant, seed in tqdm(jobs, desc="PPO runs", unit="run", disable=not state.is_main_process or len(jobs) < 2):

@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
-    print(format_table(table, baselines))
-    print(f"results: {os.path.join(config.output_dir, 'refine')} (metrics.csv, summary.json, accuracy.png, priors.png)")
+    from refine.distributed import launched_rank
+
+    if launched_rank() == 0:  # under a multi-process launch the table is printed once
+        print(format_table(table, baselines))
+        print(f"results: {os.path.join(config.output_dir, 'refine')} (metrics.csv, summary.json, accuracy.png, "
+              "priors.png)")
     return 0
 
 

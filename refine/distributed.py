@@ -34,9 +34,27 @@ logger = logging.getLogger(__name__)
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=6)
 
 
+# The variables a launcher sets, as accelerate reads them: torchrun / accelerate launch, then MPI (Intel, Open MPI,
+# MVAPICH) for accelerate's multi-CPU launches through mpirun.
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def _first_int(names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return default
+
+
 def launched_world_size() -> int:
-    """Processes started by the launcher (``WORLD_SIZE``), 1 for a plain ``python -m refine``."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    """Processes started by the launcher (``WORLD_SIZE`` or MPI's), 1 for a plain ``python -m refine``."""
+    return _first_int(WORLD_SIZE_VARIABLES, 1)
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher set it (0 for a plain run); readable before the process group exists."""
+    return _first_int(RANK_VARIABLES, 0)
 
 
 def _state():
@@ -73,6 +91,10 @@ def distributed_session(program: str = "refine") -> Iterator[None]:
 
     created = not torch.distributed.is_initialized()
     state = PartialState(cpu=use_cpu(), timeout=PROCESS_GROUP_TIMEOUT)
+    if state.num_processes != launched_world_size():
+        raise ValueError(f"the launcher started {launched_world_size()} processes but accelerate set up "
+                         f"{state.num_processes} ({state.distributed_type}); launch with an accelerate_configs/ "
+                         "profile (use cpu_multiprocess.yaml for several CPU processes).")
     if not state.is_main_process:
         logging.getLogger(program).setLevel(logging.WARNING)
     logging.getLogger(program).info("%s runs on %d processes (%s, backend %s)", program, state.num_processes,
@@ -105,6 +127,12 @@ def device() -> torch.device:
     if state is not None:
         return state.device
     return torch.device("cuda" if not use_cpu() else "cpu")
+
+
+def exists_on_main(path) -> bool:
+    """Whether ``path`` exists, as the main process sees it, on every process: a resume decision that every process
+    shares, so they all take the same branch (and the same collectives) even while the main process writes ``path``."""
+    return bool(broadcast_from_main(np.array(os.path.exists(path))))
 
 
 def wait_for_everyone() -> None:

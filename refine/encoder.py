@@ -184,8 +184,7 @@ def cached_features(
     from safetensors.torch import load_file, save_file
 
     path = Path(cache_dir) / f"features-{features_key(model_name_or_path, texts, max_length)}.safetensors"
-    # Decided on the main process, so that every process takes the same branch (and the same collectives).
-    cached = bool(distributed.broadcast_from_main(np.array(path.exists())))
+    cached = distributed.exists_on_main(path)
     if cached:
         try:
             tensors = load_file(path)

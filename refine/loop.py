@@ -340,7 +340,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
     # Iteration 0: the annotator's own labels.
     start = time.perf_counter()
     folder = refine_dir / "iter_0"
-    if (folder / "metrics.json").exists():
+    if distributed.exists_on_main(folder / "metrics.json"):
         labels, scores, row = _read_iteration(folder)
     else:
         labels = annotations["pseudo_label"].to_numpy().astype(np.int64)
@@ -363,7 +363,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
         start = time.perf_counter()
         folder = refine_dir / f"iter_{k}"
         previous_row, previous_labels = rows[-1], labels
-        if (folder / "metrics.json").exists():
+        if distributed.exists_on_main(folder / "metrics.json"):
             labels, scores, row = _read_iteration(folder)
         else:
             if k == 1 and config.priors.pi is not None:

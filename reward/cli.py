@@ -156,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("error: choose a command: export, score or serve (see --help)", file=sys.stderr)
         return 2
+    from refine.distributed import launched_rank, launched_world_size
+
+    if launched_world_size() > 1:  # every rank would export to (or serve on) the same place
+        if launched_rank() == 0:
+            print(f"error: `reward {args.command}` runs in one process, not under a {launched_world_size()}-process "
+                  f"launch; run `python -m reward {args.command} ...`", file=sys.stderr)
+        return 2
     setup_logging()
     from transformers.utils import logging as transformers_logging
 

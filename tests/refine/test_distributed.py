@@ -52,6 +52,21 @@ class TestSingleProcess:
             distributed.wait_for_everyone()
         assert not torch.distributed.is_initialized()
 
+    def test_exists_on_main_is_path_exists(self, tmp_path):
+        assert not distributed.exists_on_main(tmp_path / "metrics.json")
+        (tmp_path / "metrics.json").write_text("{}")
+        assert distributed.exists_on_main(tmp_path / "metrics.json")
+
+    @pytest.mark.parametrize("size, rank", [("WORLD_SIZE", "RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+                                            ("PMI_SIZE", "PMI_RANK")])
+    def test_launch_is_read_from_torchrun_and_mpi_variables(self, monkeypatch, size, rank):
+        for name in (*distributed.WORLD_SIZE_VARIABLES, *distributed.RANK_VARIABLES):
+            monkeypatch.delenv(name, raising=False)
+        assert (distributed.launched_world_size(), distributed.launched_rank()) == (1, 0)
+        monkeypatch.setenv(size, "4")
+        monkeypatch.setenv(rank, "3")
+        assert (distributed.launched_world_size(), distributed.launched_rank()) == (4, 3)
+
     def test_sharded_walks_equal_plain_walks(self, tiny_bert_dir):
         from refine.encoder import load_classifier
 
@@ -83,6 +98,7 @@ def launch_two_processes(config_path: Path, output_dir: Path) -> str:
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "refine runs on 2 processes" in log
+    assert result.stdout.count("results: ") == 1  # the table is printed by the main process only
     return log
 
 

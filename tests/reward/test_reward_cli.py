@@ -68,6 +68,21 @@ def test_errors_are_one_line_with_exit_1_and_no_output(argv, message, tiny_run, 
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("command", ["export", "score", "serve"])
+def test_a_multi_process_launch_is_refused(command, tmp_path, capsys, monkeypatch):
+    """Every rank would export to the same folder, score into the same file, or bind the same port."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    argv = {"export": ["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "out")],
+            "score": ["score", "--model", str(tmp_path), "--input", str(tmp_path / "in.jsonl"),
+                      "--output", str(tmp_path / "out.jsonl")],
+            "serve": ["serve", "--model", str(tmp_path), "--port", "0"]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: `reward {command}` runs in one process") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_serve_arguments_and_help_without_heavy_imports():
     args = make_parser().parse_args(["serve", "--model", "m", "--port", "0", "--max-batch", "4", "--max-chars", "10"])
     assert (args.port, args.max_batch, args.max_chars, args.host) == (0, 4, 10, "127.0.0.1")
