@@ -63,7 +63,7 @@ def _state():
         return None
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=use_cpu())  # the session's state; outside one, cpu keeps a CPU launch distributed
 
 
 def use_cpu() -> bool:

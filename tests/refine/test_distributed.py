@@ -168,6 +168,13 @@ def test_two_processes_equal_one_process_frozen(corpus_dir, tmp_path):
     assert (tmp_path / "two" / "refine" / "baselines.json").is_file()  # written once, by the main process
     assert not list((tmp_path / "two").rglob(".*.tmp"))  # no half-written file left by a second writer
 
+    # Rerun on the finished folder: every rank takes the resume branch of every iteration (decided by the main
+    # process, so no rank waits at a barrier the others skip) and nothing changes.
+    launch_two_processes(config_path, tmp_path / "two")
+    for (labels2, priors2, metrics2), (labels3, priors3, metrics3) in zip(two, read_iterations(tmp_path / "two"),
+                                                                          strict=True):
+        assert labels2.equals(labels3) and priors2 == priors3 and metrics2 == metrics3
+
 
 def test_two_processes_finetune_shard_training_and_relabelling(corpus_dir, tmp_path):
     """DDP halves the optimiser steps; the gathered scores equal the saved classifier's scores in one process."""
