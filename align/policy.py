@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from align.config import PolicyConfig
+from refine.classifier_io import load_lora_adapters
 from refine.packaged_models import ModelLocation, locate_model
 from refine.rundir import atomic_dir, fingerprint
 
@@ -139,7 +140,7 @@ def load_policy(config: PolicyConfig, path: str | None = None):
 
     path = path or resolve_policy_path(config)
     tokenizer = load_tokenizer(path, config)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[config.dtype],
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[config.dtype], use_safetensors=True,
                                                  trust_remote_code=config.trust_remote_code)
     ensure_pad_token(model, tokenizer, config.pad_token)
     return model, tokenizer
@@ -156,7 +157,8 @@ def load_value_model(config: PolicyConfig, tokenizer, path: str | None = None, *
     transformers_logging.set_verbosity_error()  # "score.weight newly initialized" is expected here
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=DTYPES[config.dtype], trust_remote_code=config.trust_remote_code
+            path, num_labels=1, dtype=DTYPES[config.dtype], use_safetensors=True,
+            trust_remote_code=config.trust_remote_code,
         )
     finally:
         transformers_logging.set_verbosity(previous)
@@ -179,11 +181,8 @@ def load_trained_policy(config: PolicyConfig, folder: str | os.PathLike):
     policy (merged)."""
     folder = Path(folder)
     if (folder / "adapter_config.json").is_file():
-        from peft import PeftModel
-
         base, tokenizer = load_policy(config)
-        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-        return model, tokenizer
+        return load_lora_adapters(base, folder), tokenizer
     return load_policy(config, str(folder))
 
 

@@ -139,3 +139,16 @@ def _load_model_folder(folder: Path, meta: ClassifierMeta):
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer, meta
+
+
+def load_lora_adapters(base, folder: str | os.PathLike):
+    """``base`` with the peft LoRA adapters saved in ``folder`` merged in; safetensors only.
+
+    peft would fall back to a pickled ``adapter_model.bin``; silr refuses it, as it refuses any pickle.
+    """
+    from peft import PeftModel
+
+    if not (Path(folder) / "adapter_model.safetensors").is_file():
+        raise ValueError(f"{folder} has adapter_config.json but no adapter_model.safetensors; silr loads safetensors "
+                         "only (save the adapters with safe_serialization=True).")
+    return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()

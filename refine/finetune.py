@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from refine import distributed
-from refine.classifier_io import ClassifierMeta, save_refined_model
+from refine.classifier_io import ClassifierMeta, load_lora_adapters, save_refined_model
 from refine.encoder import predict_unsafe_logits
 from refine.heads import head_family
 from refine.loop import TrainedClassifier
@@ -206,15 +206,13 @@ def load_trained(config, folder: Path, tokenizer):
     dtype = torch.bfloat16 if config.finetune.bf16 else torch.float32
     trust = config.classifier.trust_remote_code
     if (folder / "adapter_config.json").is_file():
-        from peft import PeftModel
-
         # Merged into a full-precision copy of the base (never into 4-bit weights, which would lose the update).
         base = AutoModelForSequenceClassification.from_pretrained(
             locate_model(config.classifier.model_name_or_path).path, num_labels=1, use_safetensors=True,
             trust_remote_code=trust, **_dtype_kwargs(dtype),
         )
         base.config.pad_token_id = tokenizer.pad_token_id
-        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        model = load_lora_adapters(base, folder)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=trust, **_dtype_kwargs(dtype)

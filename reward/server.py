@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 REWARD_PATH = "/get_reward"
 HEALTH_PATH = "/health"
 DISCARD_FACTOR = 16  # oversized bodies up to this multiple of the limit are read and dropped before the 413
+SOCKET_TIMEOUT_SECONDS = 120  # per read or write on a connection, so a stalled client cannot hold a thread
 
 
 class RequestError(ValueError):
@@ -68,6 +69,11 @@ class RewardService:
             if len(text) > self.limits.max_chars:
                 raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                    f"`{key}[{i}]` has {len(text)} characters; at most {self.limits.max_chars}.")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate escape ("\ud800") is valid JSON but not text
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"`{key}[{i}]` is not valid Unicode text (a lone "
+                                   "surrogate); send UTF-8 text.") from None
         return value
 
     def texts(self, body: Any) -> list[str]:
@@ -118,6 +124,16 @@ def make_handler(service: RewardService) -> type[BaseHTTPRequestHandler]:
     class RewardHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "silr-reward/1"
+        timeout = SOCKET_TIMEOUT_SECONDS  # a client that stalls mid-request frees its thread
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own errors (bad request line, unsupported method) as JSON, like every other reply."""
+            self.close_connection = True
+            try:
+                status = HTTPStatus(code)
+            except ValueError:
+                status = HTTPStatus.BAD_REQUEST
+            self._error(status, message or status.phrase)
 
         def _reply(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
@@ -159,6 +175,10 @@ def make_handler(service: RewardService) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 self._error(HTTPStatus.BAD_REQUEST, f"malformed JSON body ({err}); send {{\"query\": [text, ...]}}.")
+                return
+            except (ValueError, RecursionError) as err:  # json's limits: integers over 4300 digits, deep nesting
+                self._error(HTTPStatus.BAD_REQUEST, f"JSON body not accepted ({type(err).__name__}); send "
+                                                    "{\"query\": [text, ...]}.")
                 return
             try:
                 self._reply(HTTPStatus.OK, service.rewards(body))

@@ -140,7 +140,8 @@ class OpenAIChatScorer:
         return f"OpenAIChatScorer(url={self.url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
 
     def _key(self) -> str | None:
-        return os.environ.get(self.api_key_env) or None
+        # Stripped: a key read from a CRLF .env file ends in "\r", and requests would reject (and print) the header.
+        return (os.environ.get(self.api_key_env) or "").strip() or None
 
     def _session(self) -> requests.Session:
         if getattr(self._local, "session", None) is None:
@@ -153,8 +154,8 @@ class OpenAIChatScorer:
         except (ValueError, AttributeError):
             detail = response.text
         key = self._key()
-        detail = " ".join(detail.split())[:200]
-        return detail.replace(key, "***") if key else detail
+        detail = detail.replace(key, "***") if key else detail  # redacted before it is cut: no half key survives
+        return " ".join(detail.split())[:200]
 
     def _body(self, response: requests.Response) -> dict:
         try:
@@ -189,6 +190,9 @@ class OpenAIChatScorer:
                 response = self._session().post(self.url, json=payload, headers=headers, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as err:
                 last, unreadable = type(err).__name__, False
+            except requests.RequestException as err:  # not sendable (e.g. InvalidHeader); its text may hold the key
+                raise ValueError(f"the request to {self.url} could not be sent ({type(err).__name__}); check "
+                                 f"annotator.base_url and the key in ${self.api_key_env}.") from None
             else:
                 status = response.status_code
                 if status == 200:

@@ -95,3 +95,31 @@ def test_packaged_gguf_policy_is_converted_once(tmp_path):
     assert (Path(folder) / "model.safetensors").stat().st_mtime_ns == stamp
     model, tokenizer = load_policy(config)
     assert model.config.num_hidden_layers == 30 and tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_pickled_weights_are_refused(tmp_path, tiny_llama_dir):
+    """Safetensors only: a policy folder with pytorch_model.bin, or LoRA adapters in adapter_model.bin, is refused."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from align.policy import load_trained_policy
+
+    # transformers and peft save safetensors whatever they are asked, so the pickles are written by hand.
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_llama_dir, pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(OSError, match="safetensors"):
+        load_policy(PolicyConfig(model_name_or_path=str(pickled)))
+
+    from peft import get_peft_model_state_dict
+
+    adapters = tmp_path / "adapters"
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    lora.peft_config["default"].save_pretrained(adapters)
+    torch.save(get_peft_model_state_dict(lora), adapters / "adapter_model.bin")
+    with pytest.raises(ValueError, match="no adapter_model.safetensors; silr loads safetensors only"):
+        load_trained_policy(PolicyConfig(model_name_or_path=tiny_llama_dir), adapters)

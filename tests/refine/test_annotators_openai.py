@@ -179,6 +179,37 @@ def test_bad_key_fails_at_once_with_one_line_without_the_key(tmp_path, monkeypat
     assert not (tmp_path / LABELS_FILE).exists()
 
 
+def test_key_with_a_line_ending_is_stripped(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY + "\r\n")  # read from a CRLF .env file
+    with FakeChatServer(delay=0.0) as server:
+        annotate_corpus(make_corpus(TEXTS[:2]), openai_config(server), tmp_path)
+    assert [r["authorization"] for r in server.requests] == [f"Bearer {KEY}"] * 2
+
+
+def test_unsendable_key_fails_with_one_line_without_the_key(tmp_path, monkeypatch):
+    """requests refuses a header with a line break inside, and its message quotes the whole header."""
+    monkeypatch.setenv(KEY_ENV, KEY[:8] + "\n" + KEY[8:])
+    with FakeChatServer(delay=0.0) as server, pytest.raises(ValueError) as err:
+        annotate_corpus(make_corpus(TEXTS[:2]), openai_config(server, max_concurrency=1), tmp_path)
+    message = str(err.value)
+    assert "could not be sent (InvalidHeader)" in message and f"${KEY_ENV}" in message
+    assert "\n" not in message and KEY[:8] not in message and KEY[8:] not in message
+    assert server.requests == [] and not (tmp_path / LABELS_FILE).exists()
+
+
+def test_error_detail_is_redacted_before_it_is_shortened(monkeypatch):
+    import requests
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    scorer = openai_chat.OpenAIChatScorer(AnnotatorConfig(kind="openai", base_url="http://127.0.0.1:9/v1",
+                                                          model_name_or_path="judge-1", api_key_env=KEY_ENV))
+    response = requests.Response()
+    response.status_code = 401
+    response._content = json.dumps({"error": {"message": "x" * 185 + f" key {KEY} rejected"}}).encode()
+    detail = scorer._detail(response)
+    assert len(detail) <= 200 and KEY[:6] not in detail
+
+
 def test_wrong_path_names_base_url(tmp_path):
     with FakeChatServer(delay=0.0) as server:
         config = openai_config(server, base_url=server.base_url.removesuffix("/v1"))

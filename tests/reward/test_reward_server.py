@@ -76,6 +76,9 @@ def test_health_endpoint(server):
         (json.dumps({"query": ["a", "b"], "prompts": ["a"]}).encode(), 400, "1 prompts for 2 queries"),
         (json.dumps({"query": ["a"] * 9}).encode(), 413, "at most 8 per request"),
         (json.dumps({"query": ["x" * 1001]}).encode(), 413, "at most 1000"),
+        (b"[" * 20_000, 400, "JSON body not accepted (RecursionError)"),
+        (b'{"query": ["a"], "n": ' + b"1" * 5000 + b"}", 400, "JSON body not accepted (ValueError)"),
+        (b'{"query": ["\\ud800 hi"]}', 400, "`query[0]` is not valid Unicode text"),
     ],
 )
 def test_bad_requests_get_json_errors(server, body, status, message):
@@ -85,6 +88,8 @@ def test_bad_requests_get_json_errors(server, body, status, message):
 
 def test_wrong_path_oversized_body_and_server_survives(server, tiny_run):
     assert request(server, "GET", "/nope")[0] == 404
+    status, reply = request(server, "PUT", "/get_reward", b"{}")  # http.server's own errors are JSON too
+    assert status == 501 and "Unsupported method" in reply["error"]
     assert request(server, "POST", "/score", json.dumps({"query": ["a"]}).encode())[0] == 404
     big = json.dumps({"query": ["y"], "padding": "z" * 200_000}).encode()  # beyond ServerConfig.max_body_bytes
     status, reply = request(server, "POST", "/get_reward", big)
