@@ -21,6 +21,7 @@ import dataclasses
 import gc
 import importlib.util
 import logging
+import re
 import shutil
 import time
 from pathlib import Path
@@ -258,6 +259,26 @@ def build_trainer(config, corpus, labels: np.ndarray, priors: Priors | None, *, 
     )
 
 
+def last_complete_checkpoint(work_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``work_dir`` that the Trainer finished writing, or None.
+
+    ``trainer_state.json`` is the last file a Trainer checkpoint gets, so a folder without it was cut off mid-save
+    (weights without optimizer state, or a truncated file): the main process removes it and training resumes from
+    the one before (or from the start).
+    """
+    if not work_dir.is_dir():
+        return None
+    steps = sorted((int(m.group(1)), d) for d in work_dir.iterdir()
+                   if d.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", d.name)))
+    for _, folder in reversed(steps):
+        if (folder / "trainer_state.json").is_file():
+            return str(folder)
+        if distributed.is_main_process():
+            logger.warning("%s was not finished (no trainer_state.json); removed, resuming from the one before", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
 def finetune_classifier(config, corpus, labels: np.ndarray, priors: Priors | None, *, seed: int,
                         work_dir: Path) -> TrainedClassifier:
     """Fine-tune a fresh classifier on the split given by ``labels`` and score every corpus row with it.
@@ -274,13 +295,11 @@ def finetune_classifier(config, corpus, labels: np.ndarray, priors: Priors | Non
         The scores of every corpus row (corpus order, identical on every process), the per-epoch history, and
         ``save(folder, threshold)`` (call it on the main process only).
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     started = time.perf_counter()
     work_dir = Path(work_dir)
     tokenizer = load_tokenizer(config.classifier.model_name_or_path, trust_remote_code=config.classifier.trust_remote_code)
     trainer = build_trainer(config, corpus, labels, priors, seed=seed, work_dir=work_dir, tokenizer=tokenizer)
-    checkpoint = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    checkpoint = last_complete_checkpoint(work_dir)
     if checkpoint:
         logger.info("resuming fine-tuning from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -60,10 +60,17 @@ def resolve_iteration(run_dir: str | os.PathLike, iteration: str | int = "best")
     if not available:
         raise ValueError(f"{refine_dir} holds no refined iteration with a classifier; run `python -m refine` first.")
     text = str(iteration).strip().lower()
+    summary_path = refine_dir / "summary.json"
     if text == "last":
-        return available[-1]
+        if not summary_path.is_file():  # an unfinished run: its newest finished iteration
+            return available[-1]
+        # The finished run's own last iteration: a rerun with fewer loop.iterations leaves older, later iter_k.
+        k = int(read_json(summary_path).get("iterations_run", available[-1]))
+        if k not in available:
+            raise ValueError(f"iterations_run={k} in {summary_path} has no classifier (available: {listing}); "
+                             "pass --iteration k.")
+        return k
     if text == "best":
-        summary_path = refine_dir / "summary.json"
         if not summary_path.is_file():
             raise FileNotFoundError(f"{summary_path} not found; finish the refine run, or pass --iteration last or k.")
         k = int(read_json(summary_path).get("best_iteration", 0))

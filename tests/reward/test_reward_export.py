@@ -101,6 +101,20 @@ def test_iteration_selection(tiny_run):
         resolve_iteration(tiny_run.root / "missing", "best")
 
 
+def test_last_is_the_finished_runs_last_iteration(tiny_run, tmp_path):
+    """A rerun with fewer loop.iterations leaves the older iter_2 behind; `last` follows summary.json."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.root, run)
+    summary_path = run / "refine" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "iterations_run": 1}))
+    assert resolve_iteration(run, "last") == 1
+    summary_path.unlink()  # unfinished: the newest finished iteration
+    assert resolve_iteration(run, "last") == 2
+
+
 def test_last_iteration_export_and_overwrite_rules(tiny_run, tmp_path):
     out = tmp_path / "reward"
     export_reward_model(tiny_run.root, out, iteration="last")
