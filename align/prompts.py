@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import unicodedata
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,16 @@ NAMED_SOURCES: dict[str, Callable[[Path], list[str]]] = {
 
 
 def _read_file(path: Path) -> list[str]:
+    try:
+        return _read_prompt_file(path)
+    except (EOFError, zlib.error, ValueError) as err:  # truncated gzip, bad JSON/CSV/UTF-8 (all ValueErrors)
+        if isinstance(err, ValueError) and str(path) in str(err):
+            raise  # silr's own message: it names the file and the fix
+        raise ValueError(f"cannot read prompts from {path} ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
+                         "check the file is complete and in the format its name says.") from err
+
+
+def _read_prompt_file(path: Path) -> list[str]:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".txt"):
         opener = gzip.open if path.name.endswith(".gz") else open
@@ -214,9 +225,14 @@ def write_frame_jsonl(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSONL file silr wrote; a damaged one raises ValueError naming it."""
     path = Path(path)
     with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        try:
+            return [json.loads(line) for line in handle if line.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is corrupt ({type(err).__name__}); delete its stage folder {path.parent} and "
+                             "rerun (that stage is recomputed).") from err
 
 
 def ensure_prompts(config) -> Path:

@@ -199,8 +199,13 @@ def _write_iteration(folder: Path, corpus: Corpus, labels, scores, row, extra: d
 
 
 def _read_iteration(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    frame = read_parquet(folder / "labels.parquet")
-    return frame["pseudo_label"].to_numpy().astype(np.int64), frame["score"].to_numpy(), read_json(folder / "metrics.json")
+    try:
+        frame = read_parquet(folder / "labels.parquet")
+        return (frame["pseudo_label"].to_numpy().astype(np.int64), frame["score"].to_numpy(),
+                read_json(folder / "metrics.json"))
+    except (ValueError, OSError, KeyError) as err:  # metrics.json marks it finished, so deleting one file is not enough
+        raise ValueError(f"finished iteration {folder} is damaged ({' '.join(str(err).split())}); delete the folder "
+                         f"{folder} and rerun (that iteration is recomputed).") from err
 
 
 def _summary_line(row: dict, total: int, seconds: float) -> str:

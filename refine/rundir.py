@@ -155,7 +155,13 @@ class RunDir:
         folder = self.stage(name)
         marker = folder / STAGE_FILE
         if marker.exists():
-            recorded = read_json(marker)
+            try:
+                recorded = read_json(marker)
+            except ValueError:
+                recorded = None
+            if not isinstance(recorded, dict):
+                raise ValueError(f"{marker} is unreadable, so the results in {folder} cannot be matched to a config; "
+                                 f"delete the folder {folder} and rerun (that stage is recomputed).")
             if recorded.get("fingerprint") == fingerprint(config):
                 return True
             if not overwrite:

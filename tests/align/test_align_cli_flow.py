@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -39,3 +40,15 @@ def test_ppo_evaluate_report_commands(make_config, capsys):
         assert (report / name).is_file(), name
     out = capsys.readouterr().out
     assert "report.html" in out
+
+    # A damaged finished stage: the error names the folder to delete, and deleting it is enough.
+    sft_folder = run / "evaluate" / "sft" / "seed_0"
+    (sft_folder / "summary.json").write_text("{cut")
+    shutil.rmtree(report)  # a finished report is skipped; a new one reads every evaluation
+    assert main(["report", "--config", path]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert f"finished stage {sft_folder} is damaged" in error and "rerun `align evaluate`" in error
+    shutil.rmtree(sft_folder)
+    assert main(["evaluate", "--config", path]) == 0
+    assert main(["report", "--config", path]) == 0

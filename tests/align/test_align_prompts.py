@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from pathlib import Path
@@ -40,6 +41,18 @@ def test_file_sources(tmp_path):
         read_source(str(tmp_path / "c.csv"))
     with pytest.raises(FileNotFoundError, match="neither a known set"):
         read_source(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize("name, content", [
+    ("cut.txt.gz", gzip.compress(b"one\ntwo\n" * 50)[:-12]),  # truncated download
+    ("bad.jsonl", b'{"prompt": "three"}\n{"prompt": thr\n'),
+    ("latin.txt", "caf\xe9\n".encode("latin-1")),
+])
+def test_damaged_prompt_files_name_the_file(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"cannot read prompts from .*{name} .*check the file is complete") as err:
+        read_source(str(tmp_path / name))
+    assert "\n" not in str(err.value)
 
 
 def test_normalization_ignores_case_spacing_and_punctuation():

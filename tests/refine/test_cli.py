@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -102,7 +103,14 @@ def test_corrupt_iteration_output(refine_args, capsys, tmp_path):
     (tmp_path / "run" / "refine" / "iter_1" / "labels.parquet").write_bytes(b"garbage")
     code, error_lines = run_cli([*refine_args, "--loop.iterations", "1"], capsys)
     assert code == 1 and len(error_lines) == 1
-    assert "iter_1/labels.parquet is corrupt" in error_lines[0] and "delete it and rerun" in error_lines[0]
+    assert "iter_1/labels.parquet is corrupt" in error_lines[0]
+    # The advice works: metrics.json marks the iteration finished, so the message names the folder to delete.
+    assert "delete the folder" in error_lines[0] and error_lines[0].endswith("iter_1 and rerun (that iteration is recomputed).")
+    finished = pd.read_parquet(tmp_path / "run" / "refine" / "iter_0" / "labels.parquet")
+    shutil.rmtree(tmp_path / "run" / "refine" / "iter_1")
+    assert main([*refine_args, "--loop.iterations", "1"]) == 0
+    assert (tmp_path / "run" / "refine" / "iter_1" / "metrics.json").is_file()
+    assert pd.read_parquet(tmp_path / "run" / "refine" / "iter_0" / "labels.parquet").equals(finished)
 
 
 def test_help_lists_every_key_and_a_real_process_exits_non_zero(tmp_path):

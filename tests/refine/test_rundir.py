@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -238,10 +239,13 @@ class TestClaimStage:
         folder = run.claim_stage("iter_1", self.CONFIG, overwrite=False)
         assert listing(folder) == [STAGE_FILE]
 
-    def test_a_corrupt_stage_file_names_the_file(self, tmp_path):
+    @pytest.mark.parametrize("damage", ["{truncated", "[]"])
+    def test_a_corrupt_stage_file_names_the_folder_to_delete(self, tmp_path, damage):
         run = RunDir(tmp_path / "run")
         folder = run.claim_stage("iter_1", self.CONFIG, overwrite=False)
-        (folder / STAGE_FILE).write_text("{truncated")
-        with pytest.raises(ValueError, match=r"iter_1/stage\.json is corrupt \(JSONDecodeError\); delete it"):
+        (folder / STAGE_FILE).write_text(damage)
+        with pytest.raises(ValueError, match=r"iter_1/stage\.json is unreadable, .* delete the folder .*iter_1 and rerun"):
             run.claim_stage("iter_1", self.CONFIG, overwrite=True)
         assert (folder / STAGE_FILE).exists()  # not deleted on a guess
+        shutil.rmtree(folder)  # the advice works
+        assert listing(run.claim_stage("iter_1", self.CONFIG, overwrite=False)) == [STAGE_FILE]
