@@ -17,6 +17,7 @@ reward model and never used in training.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -311,6 +312,10 @@ class AlignConfig:
                              f"model in ppo.reward_models.{unknown[0]}.")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"variants {self.variants} lists a variant twice.")
+        self.export_iteration = str(self.export_iteration).strip().lower()
+        if not re.fullmatch(r"best|last|[1-9]\d*", self.export_iteration):
+            raise ValueError(f"export_iteration={self.export_iteration!r} must be best, last or a refined iteration "
+                             "k >= 1.")
         bad = [k for k in self.refine_overrides if k not in REFINE_VARIANTS]
         if bad:
             raise ValueError(f"refine_overrides.{bad[0]}: not a refine variant ({', '.join(REFINE_VARIANTS)}).")

@@ -57,12 +57,12 @@ def read_table(path: str, *, hub_split: str = "train") -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _require_columns(frame: pd.DataFrame, columns: list[str], path: str) -> None:
+def _require_columns(frame: pd.DataFrame, columns: list[str], path: str, *, extra_setting: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(
             f"column {', '.join(map(repr, missing))} not found in {path} (found: {', '.join(map(str, frame.columns))}); "
-            "set data.text_column / data.label_columns to existing columns."
+            f"set data.text_column / data.label_columns{extra_setting} to existing columns."
         )
 
 
@@ -165,7 +165,8 @@ def load_corpus(config: DataConfig, *, extra_columns: tuple[str, ...] = ()) -> p
     frame = read_table(config.path, hub_split=config.hub_split)
     pairs = bool(config.prompt_column and config.response_column)  # the same test as build_texts
     text_columns = [config.prompt_column, config.response_column] if pairs else [config.text_column]
-    _require_columns(frame, [*text_columns, *config.label_columns, *extra_columns], config.path)
+    _require_columns(frame, [*text_columns, *config.label_columns, *extra_columns], config.path,
+                     extra_setting=" / annotator.column" if extra_columns else "")
     if len(frame) == 0:
         raise ValueError(f"corpus {config.path} is empty; point data.path at a file with rows.")
     if config.max_examples is not None and config.max_examples < len(frame):

@@ -153,6 +153,8 @@ class RewardModel:
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+        device = check_device(device)  # before any weights are read
+
         folder = check_weights_folder(path)
         try:
             config = AutoConfig.from_pretrained(folder)
@@ -185,8 +187,6 @@ class RewardModel:
             tokenizer.pad_token = tokenizer.eos_token
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(model.to(device), tokenizer, metadata, normalize=normalize, batch_size=batch_size)
 
     @property
@@ -275,3 +275,16 @@ def _check_texts(texts: Sequence[str], name: str = "texts") -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"{name}[{i}] is {type(text).__name__}, not str; pass strings.")
     return texts
+
+
+def check_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device (None: ``cuda`` when available, else ``cpu``); a bad or absent one is a ValueError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={str(device)!r} is not a torch device; use cpu, cuda or cuda:N.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but no CUDA GPU is visible here; use --device cpu.")
+    return device

@@ -50,6 +50,13 @@ def test_unknown_key_names_the_closest(tmp_path):
         load_config(AlignConfig, None, ["--ppo.kl_coeff", "0.1"])
 
 
+@pytest.mark.parametrize("value", ["bogus", "0", "-1"])
+def test_export_iteration_is_checked_before_any_stage_runs(value):
+    with pytest.raises(ConfigError, match=rf"export_iteration='{value}' must be best, last or a refined iteration"):
+        load_config(AlignConfig, None, ["--export_iteration", value])
+    assert load_config(AlignConfig, None, ["--export_iteration", " Last"]).export_iteration == "last"
+
+
 def test_unknown_variant_is_refused():
     with pytest.raises(ConfigError, match=r"unknown variant 'mine'.*ppo\.reward_models\.mine"):
         load_config(AlignConfig, None, ["--variants", "[sft, mine]"])

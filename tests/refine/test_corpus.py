@@ -260,6 +260,11 @@ class TestErrors:
                                              r"data\.text_column"):
             load_corpus(DataConfig(path=path, text_column="tweet"))
 
+    def test_missing_annotator_column_names_its_setting(self, tmp_path, toy_frame):
+        path = write(toy_frame[["text", "label"]], tmp_path / "corpus.csv")
+        with pytest.raises(ValueError, match=r"column 'llm' not found .* / annotator\.column to existing columns"):
+            load_corpus(DataConfig(path=path), extra_columns=("llm",))
+
     def test_missing_label_columns_are_named_together(self, tmp_path, toy_frame):
         path = write(toy_frame[["text", "label"]], tmp_path / "corpus.csv")
         with pytest.raises(ValueError, match=r"column 'S', 'H' not found"):

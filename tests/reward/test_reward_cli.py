@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from reward.cli import main, make_parser
 
@@ -56,6 +57,11 @@ def test_score_plain_text_column(exported_dir, tiny_run, tmp_path, reward_model)
           "--text-column", "body"], "column `body` not found in row 1"),
         (["score", "--model", "{tmp}", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/o.jsonl"],
          "config.json not found"),
+        (["score", "--model", "{model}", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/o.jsonl",
+          "--device", "gpu0"], "device='gpu0' is not a torch device"),
+        pytest.param(["score", "--model", "{model}", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/o.jsonl",
+                      "--device", "cuda"], "no CUDA GPU is visible here",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")),
     ],
 )
 def test_errors_are_one_line_with_exit_1_and_no_output(argv, message, tiny_run, exported_dir, tmp_path, capsys):
