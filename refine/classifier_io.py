@@ -20,7 +20,9 @@ unsafe) and equals the score computed during refinement.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -130,9 +132,10 @@ def _load_model_folder(folder: Path, meta: ClassifierMeta):
     if not any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
         raise FileNotFoundError(f"{folder}/model.safetensors not found; rerun the refine iteration that writes it.")
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=meta.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        folder, use_safetensors=True, trust_remote_code=meta.trust_remote_code
-    )
+    with readable_weights(folder, "delete its iteration folder and rerun refine (that iteration is recomputed)."):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=meta.trust_remote_code
+        )
     if model.config.num_labels != 1:
         raise ValueError(f"{folder} holds a classifier with num_labels={model.config.num_labels}, not 1; rerun refine.")
     if tokenizer.pad_token is None:
@@ -152,3 +155,29 @@ def load_lora_adapters(base, folder: str | os.PathLike):
         raise ValueError(f"{folder} has adapter_config.json but no adapter_model.safetensors; silr loads safetensors "
                          "only (save the adapters with safe_serialization=True).")
     return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+
+
+@contextlib.contextmanager
+def readable_weights(folder: str | os.PathLike, fix: str) -> Iterator[None]:
+    """Turn a damaged weights file met while loading from ``folder`` into a one-line ValueError naming it and ``fix``.
+
+    A truncated or garbled safetensors file raises SafetensorError; shapes that do not fit raise RuntimeError.
+    """
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, RuntimeError) as err:
+        raise ValueError(f"cannot load the weights in {folder} ({type(err).__name__}: {' '.join(str(err).split())}); "
+                         f"{fix}") from err
+
+
+def safetensors_readable(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a complete safetensors file (its header is read and checked against its size)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt"):
+            return True
+    except (SafetensorError, OSError):
+        return False

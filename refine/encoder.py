@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from refine import distributed
+from refine.classifier_io import readable_weights
 from refine.heads import backbone_outputs, head_family
 from refine.packaged_models import locate_model
 from refine.rundir import atomic_path
@@ -51,9 +52,10 @@ def load_classifier(model_name_or_path: str, *, trust_remote_code: bool = False)
     tokenizer.truncation_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(
-        location.path, num_labels=1, use_safetensors=True, trust_remote_code=trust_remote_code
-    )
+    with readable_weights(location.path, "point classifier.model_name_or_path at a complete model folder."):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            location.path, num_labels=1, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()

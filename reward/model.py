@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
+from refine.classifier_io import readable_weights
 from refine.encoder import length_sorted_batches
 from reward.config import METADATA_KEY, MIN_CALIBRATION_STD, RewardMetadata
 
@@ -169,12 +169,10 @@ class RewardModel:
         metadata = _read_metadata(folder, config, tokenizer, higher_is_safer)
         overrides = {"max_length": max_length, "truncation_side": truncation_side, "template": template}
         metadata = dataclasses.replace(metadata, **{k: v for k, v in overrides.items() if v is not None})  # validates
-        try:
+        with readable_weights(folder, "re-export the model."):
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 folder, use_safetensors=True, output_loading_info=True
             )
-        except (SafetensorError, RuntimeError, OSError) as err:
-            raise ValueError(f"cannot load the weights in {folder} ({type(err).__name__}: {err}); re-export the model.") from err
         if info["missing_keys"]:
             missing = sorted(info["missing_keys"])
             raise ValueError(

@@ -95,6 +95,23 @@ def test_packaged_gguf_policy_is_converted_once(tmp_path):
     assert (Path(folder) / "model.safetensors").stat().st_mtime_ns == stamp
     model, tokenizer = load_policy(config)
     assert model.config.num_hidden_layers == 30 and tokenizer.pad_token_id != tokenizer.eos_token_id
+    # A damaged cached copy is converted again rather than failing every run.
+    weights = Path(folder) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert resolve_policy_path(config) == folder
+    assert weights.stat().st_size > 100_000_000 and load_policy(config)[0].config.num_hidden_layers == 30
+
+
+def test_damaged_policy_weights_are_a_one_line_error(tmp_path, tiny_llama_dir):
+    import shutil
+
+    damaged = tmp_path / "policy"
+    shutil.copytree(tiny_llama_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64])  # cut short
+    with pytest.raises(ValueError, match=rf"cannot load the weights in {damaged} \(SafetensorError: .*\); point "
+                                         "policy.model_name_or_path at a complete model folder"):
+        load_policy(PolicyConfig(model_name_or_path=str(damaged)))
 
 
 def test_pickled_weights_are_refused(tmp_path, tiny_llama_dir):

@@ -98,6 +98,15 @@ def test_corrupt_feature_cache(refine_args, capsys, tmp_path):
                          r"feature cache .* is corrupt .*delete it and rerun")
 
 
+def test_damaged_classifier_weights(refine_args, capsys, tmp_path, tiny_bert_dir):
+    damaged = tmp_path / "bert"
+    shutil.copytree(tiny_bert_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64])
+    assert_fails_cleanly([*refine_args, "--classifier.model_name_or_path", str(damaged)], capsys, tmp_path,
+                         r"cannot load the weights in .*bert \(SafetensorError: .*\); point classifier")
+
+
 def test_corrupt_iteration_output(refine_args, capsys, tmp_path):
     assert main([*refine_args, "--loop.iterations", "1"]) == 0
     (tmp_path / "run" / "refine" / "iter_1" / "labels.parquet").write_bytes(b"garbage")
