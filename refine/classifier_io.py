@@ -84,7 +84,11 @@ def read_classifier_meta(folder: str | os.PathLike) -> ClassifierMeta:
     path = Path(folder) / META_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; {folder} is not a refined classifier folder (refine/iter_<k>/classifier).")
-    return ClassifierMeta(**read_json(path))
+    try:
+        return ClassifierMeta(**read_json(path))
+    except TypeError as err:  # not a mapping, or fields missing / unknown
+        raise ValueError(f"{path} is malformed ({' '.join(str(err).split())}); delete its iteration folder and rerun "
+                         "refine (that iteration is recomputed).") from err
 
 
 def read_head_state(folder: str | os.PathLike) -> dict[str, torch.Tensor]:

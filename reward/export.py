@@ -65,7 +65,7 @@ def resolve_iteration(run_dir: str | os.PathLike, iteration: str | int = "best")
         if not summary_path.is_file():  # an unfinished run: its newest finished iteration
             return available[-1]
         # The finished run's own last iteration: a rerun with fewer loop.iterations leaves older, later iter_k.
-        k = int(read_json(summary_path).get("iterations_run", available[-1]))
+        k = _summary_iteration(summary_path, "iterations_run")
         if k not in available:
             raise ValueError(f"iterations_run={k} in {summary_path} has no classifier (available: {listing}); "
                              "pass --iteration k.")
@@ -73,7 +73,7 @@ def resolve_iteration(run_dir: str | os.PathLike, iteration: str | int = "best")
     if text == "best":
         if not summary_path.is_file():
             raise FileNotFoundError(f"{summary_path} not found; finish the refine run, or pass --iteration last or k.")
-        k = int(read_json(summary_path).get("best_iteration", 0))
+        k = _summary_iteration(summary_path, "best_iteration")
         if k not in available:
             raise ValueError(f"best_iteration={k} in {summary_path} has no classifier (available: {listing}); "
                              "pass --iteration last or k.")
@@ -86,6 +86,15 @@ def resolve_iteration(run_dir: str | os.PathLike, iteration: str | int = "best")
     if k not in available:
         raise ValueError(f"iteration {k} not found in {refine_dir} (available: {listing}).")
     return k
+
+
+def _summary_iteration(summary_path: Path, key: str) -> int:
+    summary = read_json(summary_path)
+    value = summary.get(key) if isinstance(summary, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{summary_path} has no integer {key} (found {value!r}); delete it and rerun refine (it is "
+                         "rewritten from the finished iterations), or pass --iteration k.")
+    return value
 
 
 def training_calibration(iter_dir: Path) -> Calibration:

@@ -71,7 +71,13 @@ def _check_sequence_classifier(folder: Path, config) -> None:
 def _read_metadata(folder: Path, config, tokenizer, higher_is_safer: bool | None) -> RewardMetadata:
     block = getattr(config, METADATA_KEY, None)
     if block is not None:
-        metadata = RewardMetadata.from_dict(dict(block))
+        try:
+            if not isinstance(block, dict):
+                raise TypeError(f"a {type(block).__name__}, not a mapping")
+            metadata = RewardMetadata.from_dict(block)
+        except (TypeError, AttributeError) as err:  # hand-edited: a value of the wrong type, a missing field
+            raise ValueError(f"the `{METADATA_KEY}` block of {folder / 'config.json'} is malformed "
+                             f"({' '.join(str(err).split())}); re-export the model with `python -m reward export`.") from err
         if higher_is_safer is not None and higher_is_safer != metadata.higher_is_safer:
             raise ValueError(
                 f"higher_is_safer={higher_is_safer} contradicts {folder}'s silr metadata "

@@ -111,6 +111,9 @@ def test_last_is_the_finished_runs_last_iteration(tiny_run, tmp_path):
     summary = json.loads(summary_path.read_text())
     summary_path.write_text(json.dumps({**summary, "iterations_run": 1}))
     assert resolve_iteration(run, "last") == 1
+    summary_path.write_text(json.dumps({**summary, "best_iteration": None}))
+    with pytest.raises(ValueError, match=r"summary\.json has no integer best_iteration \(found None\); delete it"):
+        resolve_iteration(run, "best")
     summary_path.unlink()  # unfinished: the newest finished iteration
     assert resolve_iteration(run, "last") == 2
 

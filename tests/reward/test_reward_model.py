@@ -107,6 +107,21 @@ def test_pickle_weights_are_refused(tmp_path, exported_dir):
         RewardModel.from_pretrained(tmp_path / "missing")
 
 
+@pytest.mark.parametrize("edit", [
+    lambda block: {**block, "calibration": {"mean": 0.0}},  # fields missing
+    lambda block: {**block, "max_length": "64"},  # a string
+    lambda block: [block],  # not a mapping
+])
+def test_a_hand_edited_metadata_block_is_a_one_line_error(tmp_path, exported_dir, edit):
+    folder = tmp_path / "model"
+    shutil.copytree(exported_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["silr"] = edit(config["silr"])
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"the `silr` block of .*config\.json is malformed .*; re-export the model"):
+        RewardModel.from_pretrained(folder)
+
+
 def test_folders_that_are_not_one_logit_classifiers_are_refused(tmp_path, tiny_bert_dir, minilm_tokenizer):
     from transformers import BertConfig, BertForSequenceClassification
 
