@@ -37,7 +37,7 @@ same_network: true
 """
 
 
-def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool) -> subprocess.CompletedProcess:
+def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool, timeout: int = 600) -> subprocess.CompletedProcess:
     # ACCELERATE_USE_CPU=1 makes `--multi_gpu` run gloo CPU processes, but it also replaces a DeepSpeed profile by
     # plain MULTI_CPU (silently), so the DeepSpeed run goes without it.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -47,7 +47,7 @@ def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool) -> sub
     if use_cpu_env:
         env["ACCELERATE_USE_CPU"] = "1"
     command = [ACCELERATE, "launch", *arguments, "-m", "align", "ppo", "--config", config_path]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     # Each rank's exception line first: the tail alone shows only the rank that lost its peer.
     errors = [line for line in result.stderr.splitlines() if re.match(r"(error:|\[rank\d+\]: \w+(Error|Exception))", line)]
     assert result.returncode == 0, "\n".join(errors[:10]) + "\n...\n" + result.stderr[-2000:]
@@ -70,6 +70,27 @@ def test_ppo_on_two_cpu_processes(make_config, tmp_path):
     # Every process joined one gloo group: a bare PartialState() would come up as DistributedType.NO on each, and
     # both would then write the run folder as "the main process" (a race that failed about 1 run in 15).
     assert "align runs on 2 processes (DistributedType.MULTI_CPU, backend gloo)" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_convert_a_gguf_policy_once_on_a_fresh_cache(make_config):
+    """Slow (about 1-2 min): the packaged SmolLM2 GGUF, an empty policy cache, no prompt split yet.
+
+    The main process converts the policy and builds the split while the other waits; both then train. (Converting
+    inside a main-process-first block once let rank 1 skip a barrier and build the split at the same time.)
+    """
+    config, path = make_config(**{"policy.model_name_or_path": "smollm2", "ppo.total_episodes": 4})
+    # Ranks out of step at a barrier hang rather than fail (the old code did, here): 5 minutes is 5x the run.
+    result = _launch(["--config_file", str(ROOT / "accelerate_configs" / "cpu_multiprocess.yaml")], path,
+                     use_cpu_env=True, timeout=300)
+    assert "align runs on 2 processes (DistributedType.MULTI_CPU, backend gloo)" in result.stderr
+    assert result.stderr.count("converting ") == 1  # by the main process, once
+    converted = [p for p in (Path(config["policy"]["cache_dir"])).iterdir() if p.is_dir()]
+    assert len(converted) == 1 and (converted[0] / "model.safetensors").is_file()
+    folder = Path(config["output_dir"]) / "ppo" / "ours_50" / "seed_0"
+    train = json.loads((folder / "train.json").read_text())
+    assert train["world_size"] == 2 and train["updates"] == 1
+    assert (folder / "policy" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow
