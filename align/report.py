@@ -135,9 +135,12 @@ def _load_evaluations(config: AlignConfig, config_path: str | None) -> dict[str,
             name = stage_name("evaluate", variant, seed)
             folder = require_stage(run, name, evaluate_fingerprint(config, variant, seed), config_path=config_path)
             try:
-                loaded[variant].append((seed, read_json(folder / "summary.json"),
-                                        read_jsonl(folder / "samples.jsonl")))
-            except (ValueError, OSError) as err:  # the stage is marked finished, so deleting one file is not enough
+                summary = read_json(folder / "summary.json")
+                missing = [key for key, *_ in METRICS if key not in summary]
+                if missing:
+                    raise ValueError(f"summary.json lacks {', '.join(missing)}")
+                loaded[variant].append((seed, summary, read_jsonl(folder / "samples.jsonl")))
+            except (ValueError, OSError, TypeError) as err:  # the stage is marked finished, so deleting one file is not enough
                 raise ValueError(f"finished stage {folder} is damaged ({' '.join(str(err).split())[:160]}); delete the "
                                  f"folder {folder} and rerun `align evaluate`.") from err
     return loaded

@@ -43,12 +43,15 @@ def test_ppo_evaluate_report_commands(make_config, capsys):
 
     # A damaged finished stage: the error names the folder to delete, and deleting it is enough.
     sft_folder = run / "evaluate" / "sft" / "seed_0"
-    (sft_folder / "summary.json").write_text("{cut")
+    summary = json.loads((sft_folder / "summary.json").read_text())
     shutil.rmtree(report)  # a finished report is skipped; a new one reads every evaluation
-    assert main(["report", "--config", path]) == 1
-    error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1
-    assert f"finished stage {sft_folder} is damaged" in error and "rerun `align evaluate`" in error
+    for damaged, detail in [("{cut", "is corrupt (JSONDecodeError)"),
+                            (json.dumps({k: v for k, v in summary.items() if k != "judge_mean"}), "lacks judge_mean")]:
+        (sft_folder / "summary.json").write_text(damaged)
+        assert main(["report", "--config", path]) == 1
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and detail in error
+        assert f"finished stage {sft_folder} is damaged" in error and "rerun `align evaluate`" in error
     shutil.rmtree(sft_folder)
     assert main(["evaluate", "--config", path]) == 0
     assert main(["report", "--config", path]) == 0
