@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 
+from refine.errors import one_line
+
 COMMANDS = {
     "ppo": "Train a PPO policy per variant and seed (writes the prompt split first if missing).",
     "evaluate": "Answer the held-out prompts with every policy; score with the training rewards and the judge.",
@@ -46,9 +48,6 @@ def setup_logging(main_process: bool) -> None:
     for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec", "DeepSpeed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def run_command(command: str, config, config_path: str | None) -> str:
@@ -85,16 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: choose a command (ppo, evaluate, report, pipeline) and pass --config CONFIG.yaml",
               file=sys.stderr)
         return 2
-    from refine.distributed import distributed_session, launched_rank, launched_world_size
+    from refine.distributed import distributed_session, launched_rank, multi_process_refusal
 
     main_process = launched_rank() == 0
-
-    if args.command != "ppo" and launched_world_size() > 1:
-        # evaluate, report and the pipeline's own stages are single-process; every rank would write the same files.
+    refusal = None if args.command == "ppo" else multi_process_refusal("align", args.command)  # only ppo is sharded
+    if refusal:
         if main_process:
-            print(f"error: `align {args.command}` runs in one process, not under a {launched_world_size()}-process "
-                  f"launch; run `python -m align {args.command} --config ...` (only `align ppo` and `refine` take "
-                  "`accelerate launch`)", file=sys.stderr)
+            print(refusal + " (only `align ppo` and `refine` take `accelerate launch`)", file=sys.stderr)
         return 2
     setup_logging(main_process)
     from align.config import AlignConfig

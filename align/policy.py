@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from align.config import PolicyConfig
-from refine.classifier_io import load_lora_adapters, readable_weights, safetensors_readable
+from refine.classifier_io import load_lora_adapters, naming_weight_errors, safetensors_readable
 from refine.packaged_models import ModelLocation, locate_model
 from refine.rundir import atomic_dir, fingerprint
 
@@ -80,8 +80,11 @@ def convert_gguf_policy(location: ModelLocation, cache_dir: Path) -> Path:
     resolve the path (``run_ppo``), so every process finds the finished folder.
     """
     target = converted_folder(location, cache_dir)
-    if (target / "config.json").is_file() and safetensors_readable(target / "model.safetensors"):
-        return target  # a damaged copy (e.g. a disk filled mid-write elsewhere) is converted again
+    # atomic_dir makes the folder whole or not at all; a damaged single-file copy (a disk error) is converted again.
+    weights = target / "model.safetensors"
+    if (target / "config.json").is_file() and (
+            safetensors_readable(weights) or (not weights.exists() and (target / "model.safetensors.index.json").is_file())):
+        return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     logger.info("converting %s/%s to a plain HF folder %s (once)", location.path, location.gguf_file, target)
@@ -140,7 +143,7 @@ def load_policy(config: PolicyConfig, path: str | None = None):
 
     path = path or resolve_policy_path(config)
     tokenizer = load_tokenizer(path, config)
-    with readable_weights(path, "point policy.model_name_or_path at a complete model folder (a damaged converted or "
+    with naming_weight_errors(path, "point policy.model_name_or_path at a complete model folder (a damaged converted or "
                                 "trained policy folder: delete it and rerun)."):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[config.dtype], use_safetensors=True,
                                                      trust_remote_code=config.trust_remote_code)

@@ -32,6 +32,7 @@ import pandas as pd
 
 from align.config import PromptsConfig
 from refine.config_loading import data_dir
+from refine.errors import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _read_file(path: Path) -> list[str]:
     except (EOFError, zlib.error, ValueError) as err:  # truncated gzip, bad JSON/CSV/UTF-8 (all ValueErrors)
         if isinstance(err, ValueError) and str(path) in str(err):
             raise  # silr's own message: it names the file and the fix
-        raise ValueError(f"cannot read prompts from {path} ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
+        raise ValueError(f"cannot read prompts from {path} ({type(err).__name__}: {one_line(err, 120)}); "
                          "check the file is complete and in the format its name says.") from err
 
 

@@ -28,6 +28,7 @@ from align.stages import (
     run_dir,
     stage_name,
 )
+from refine.errors import damaged_folder
 from refine.rundir import read_json, write_json, write_text
 
 logger = logging.getLogger(__name__)
@@ -140,9 +141,8 @@ def _load_evaluations(config: AlignConfig, config_path: str | None) -> dict[str,
                 if missing:
                     raise ValueError(f"summary.json lacks {', '.join(missing)}")
                 loaded[variant].append((seed, summary, read_jsonl(folder / "samples.jsonl")))
-            except (ValueError, OSError, TypeError) as err:  # the stage is marked finished, so deleting one file is not enough
-                raise ValueError(f"finished stage {folder} is damaged ({' '.join(str(err).split())[:160]}); delete the "
-                                 f"folder {folder} and rerun `align evaluate`.") from err
+            except (ValueError, OSError, TypeError) as err:  # stage.json marks it finished
+                raise damaged_folder(folder, err, rerun="rerun `align evaluate`") from err
     return loaded
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from refine.errors import one_line
 from refine.heads import ClassifierHead
 from refine.rundir import atomic_dir, read_json, write_json
 
@@ -87,7 +88,7 @@ def read_classifier_meta(folder: str | os.PathLike) -> ClassifierMeta:
     try:
         return ClassifierMeta(**read_json(path))
     except TypeError as err:  # not a mapping, or fields missing / unknown
-        raise ValueError(f"{path} is malformed ({' '.join(str(err).split())}); delete its iteration folder and rerun "
+        raise ValueError(f"{path} is malformed ({one_line(err)}); delete its iteration folder and rerun "
                          "refine (that iteration is recomputed).") from err
 
 
@@ -136,7 +137,7 @@ def _load_model_folder(folder: Path, meta: ClassifierMeta):
     if not any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
         raise FileNotFoundError(f"{folder}/model.safetensors not found; rerun the refine iteration that writes it.")
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=meta.trust_remote_code)
-    with readable_weights(folder, "delete its iteration folder and rerun refine (that iteration is recomputed)."):
+    with naming_weight_errors(folder, "delete its iteration folder and rerun refine (that iteration is recomputed)."):
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=meta.trust_remote_code
         )
@@ -162,18 +163,20 @@ def load_lora_adapters(base, folder: str | os.PathLike):
 
 
 @contextlib.contextmanager
-def readable_weights(folder: str | os.PathLike, fix: str) -> Iterator[None]:
-    """Turn a damaged weights file met while loading from ``folder`` into a one-line ValueError naming it and ``fix``.
+def naming_weight_errors(folder: str | os.PathLike, fix: str) -> Iterator[None]:
+    """Turn a weights file that cannot be loaded from ``folder`` into a one-line ValueError naming it and ``fix``.
 
-    A truncated or garbled safetensors file raises SafetensorError; shapes that do not fit raise RuntimeError.
+    A truncated or garbled safetensors file raises SafetensorError; tensors that do not fit the config raise
+    RuntimeError. Running out of memory is not the folder's fault and is raised unchanged.
     """
     from safetensors import SafetensorError
 
     try:
         yield
     except (SafetensorError, RuntimeError) as err:
-        raise ValueError(f"cannot load the weights in {folder} ({type(err).__name__}: {' '.join(str(err).split())}); "
-                         f"{fix}") from err
+        if isinstance(err, torch.OutOfMemoryError) or "memory" in str(err).lower():
+            raise
+        raise ValueError(f"cannot load the weights in {folder} ({type(err).__name__}: {one_line(err, 300)}); {fix}") from err
 
 
 def safetensors_readable(path: str | os.PathLike) -> bool:

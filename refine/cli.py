@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from refine.errors import one_line
+
 USAGE = "python -m refine --config CONFIG.yaml [--section.key VALUE ...]"
 
 
@@ -42,9 +44,6 @@ def setup_logging() -> None:
     for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

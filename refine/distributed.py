@@ -40,7 +40,7 @@ WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_C
 RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 
 
-def _first_int(names: tuple[str, ...], default: int) -> int:
+def _first_env_int(names: tuple[str, ...], default: int) -> int:
     for name in names:
         if os.environ.get(name):
             return int(os.environ[name])
@@ -49,12 +49,21 @@ def _first_int(names: tuple[str, ...], default: int) -> int:
 
 def launched_world_size() -> int:
     """Processes started by the launcher (``WORLD_SIZE`` or MPI's), 1 for a plain ``python -m refine``."""
-    return _first_int(WORLD_SIZE_VARIABLES, 1)
+    return _first_env_int(WORLD_SIZE_VARIABLES, 1)
 
 
 def launched_rank() -> int:
     """This process's rank as the launcher set it (0 for a plain run); readable before the process group exists."""
-    return _first_int(RANK_VARIABLES, 0)
+    return _first_env_int(RANK_VARIABLES, 0)
+
+
+def multi_process_refusal(program: str, command: str) -> str | None:
+    """The one-line error for a single-process command under a multi-process launch (every rank would write the same
+    files or bind the same port), printed by rank 0 only; None when it may run."""
+    if launched_world_size() <= 1:
+        return None
+    return (f"error: `{program} {command}` runs in one process, not under a {launched_world_size()}-process launch; "
+            f"run `python -m {program} {command} ...`")
 
 
 def _state():
@@ -92,6 +101,7 @@ def distributed_session(program: str = "refine") -> Iterator[None]:
     created = not torch.distributed.is_initialized()
     state = PartialState(cpu=use_cpu(), timeout=PROCESS_GROUP_TIMEOUT)
     if state.num_processes != launched_world_size():
+        PartialState._reset_state()
         raise ValueError(f"the launcher started {launched_world_size()} processes but accelerate set up "
                          f"{state.num_processes} ({state.distributed_type}); launch with an accelerate_configs/ "
                          "profile (use cpu_multiprocess.yaml for several CPU processes).")

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from refine import distributed
-from refine.classifier_io import readable_weights
+from refine.classifier_io import naming_weight_errors
 from refine.heads import backbone_outputs, head_family
 from refine.packaged_models import locate_model
 from refine.rundir import atomic_path
@@ -52,7 +52,7 @@ def load_classifier(model_name_or_path: str, *, trust_remote_code: bool = False)
     tokenizer.truncation_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    with readable_weights(location.path, "point classifier.model_name_or_path at a complete model folder."):
+    with naming_weight_errors(location.path, "point classifier.model_name_or_path at a complete model folder."):
         model = AutoModelForSequenceClassification.from_pretrained(
             location.path, num_labels=1, use_safetensors=True, trust_remote_code=trust_remote_code
         )

@@ -260,12 +260,17 @@ def build_trainer(config, corpus, labels: np.ndarray, priors: Priors | None, *, 
 
 
 def last_complete_checkpoint(work_dir: Path) -> str | None:
-    """The newest ``checkpoint-N`` in ``work_dir`` that the Trainer finished writing, or None.
+    """The newest ``checkpoint-N`` in ``work_dir`` that the Trainer finished writing, or None; the same on every process.
 
     ``trainer_state.json`` is the last file a Trainer checkpoint gets, so a folder without it was cut off mid-save
     (weights without optimizer state, or a truncated file): the main process removes it and training resumes from
-    the one before (or from the start).
+    the one before (or from the start). The main process decides; the others get its answer.
     """
+    chosen = _newest_complete_checkpoint(work_dir) if distributed.is_main_process() else None
+    return str(distributed.broadcast_from_main(np.array(chosen or ""))) or None
+
+
+def _newest_complete_checkpoint(work_dir: Path) -> str | None:
     if not work_dir.is_dir():
         return None
     steps = sorted((int(m.group(1)), d) for d in work_dir.iterdir()
@@ -273,9 +278,8 @@ def last_complete_checkpoint(work_dir: Path) -> str | None:
     for _, folder in reversed(steps):
         if (folder / "trainer_state.json").is_file():
             return str(folder)
-        if distributed.is_main_process():
-            logger.warning("%s was not finished (no trainer_state.json); removed, resuming from the one before", folder)
-            shutil.rmtree(folder, ignore_errors=True)
+        logger.warning("%s was not finished (no trainer_state.json); removed, resuming from the one before", folder)
+        shutil.rmtree(folder, ignore_errors=True)
     return None
 
 

@@ -27,6 +27,7 @@ from refine.config import RefineConfig
 from refine.config_loading import config_to_dict
 from refine.corpus import load_corpus
 from refine.encoder import Features, cached_features, load_classifier
+from refine.errors import damaged_folder
 from refine.head_training import SELECTION_KEYS, HeadData, predict_logits, train_head
 from refine.heads import new_head
 from refine.metrics import classification_metrics, flip_count
@@ -203,9 +204,8 @@ def _read_iteration(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         frame = read_parquet(folder / "labels.parquet")
         return (frame["pseudo_label"].to_numpy().astype(np.int64), frame["score"].to_numpy(),
                 read_json(folder / "metrics.json"))
-    except (ValueError, OSError, KeyError) as err:  # metrics.json marks it finished, so deleting one file is not enough
-        raise ValueError(f"finished iteration {folder} is damaged ({' '.join(str(err).split())}); delete the folder "
-                         f"{folder} and rerun (that iteration is recomputed).") from err
+    except (ValueError, OSError, KeyError) as err:  # metrics.json marks it finished
+        raise damaged_folder(folder, err, rerun="rerun (that iteration is recomputed)") from err
 
 
 def _summary_line(row: dict, total: int, seconds: float) -> str:
@@ -333,6 +333,10 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
             score_cache_dir=Path(cache_dir(config)) / f"annotator-{annotator_scores_key(config, corpus.frame)}",
         )
         refine_dir = run.claim_stage("refine", refine_fingerprint(config), overwrite=config.overwrite_output_dir)
+        if distributed.is_main_process():
+            # Rewritten when this run ends. Until then a previous run's summary would send `reward export` (best,
+            # last) to iterations this run may not reach.
+            (refine_dir / "summary.json").unlink(missing_ok=True)
     n_labeled = len(corpus.labeled)
     iterations = config.loop.iterations
     patience = config.loop.patience

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from refine.errors import one_line
+
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -59,9 +61,6 @@ def setup_logging() -> None:
     for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -156,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("error: choose a command: export, score or serve (see --help)", file=sys.stderr)
         return 2
-    from refine.distributed import launched_rank, launched_world_size
+    from refine.distributed import launched_rank, multi_process_refusal
 
-    if launched_world_size() > 1:  # every rank would export to (or serve on) the same place
+    refusal = multi_process_refusal("reward", args.command)
+    if refusal:
         if launched_rank() == 0:
-            print(f"error: `reward {args.command}` runs in one process, not under a {launched_world_size()}-process "
-                  f"launch; run `python -m reward {args.command} ...`", file=sys.stderr)
+            print(refusal, file=sys.stderr)
         return 2
     setup_logging()
     from transformers.utils import logging as transformers_logging

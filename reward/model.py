@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from refine.classifier_io import readable_weights
+from refine.classifier_io import naming_weight_errors
 from refine.encoder import length_sorted_batches
+from refine.errors import one_line
 from reward.config import METADATA_KEY, MIN_CALIBRATION_STD, RewardMetadata
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def _read_metadata(folder: Path, config, tokenizer, higher_is_safer: bool | None
             metadata = RewardMetadata.from_dict(block)
         except (TypeError, AttributeError) as err:  # hand-edited: a value of the wrong type, a missing field
             raise ValueError(f"the `{METADATA_KEY}` block of {folder / 'config.json'} is malformed "
-                             f"({' '.join(str(err).split())}); re-export the model with `python -m reward export`.") from err
+                             f"({one_line(err)}); re-export the model with `python -m reward export`.") from err
         if higher_is_safer is not None and higher_is_safer != metadata.higher_is_safer:
             raise ValueError(
                 f"higher_is_safer={higher_is_safer} contradicts {folder}'s silr metadata "
@@ -175,7 +176,7 @@ class RewardModel:
         metadata = _read_metadata(folder, config, tokenizer, higher_is_safer)
         overrides = {"max_length": max_length, "truncation_side": truncation_side, "template": template}
         metadata = dataclasses.replace(metadata, **{k: v for k, v in overrides.items() if v is not None})  # validates
-        with readable_weights(folder, "re-export the model."):
+        with naming_weight_errors(folder, "re-export the model."):
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 folder, use_safetensors=True, output_loading_info=True
             )

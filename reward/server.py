@@ -128,6 +128,7 @@ def make_handler(service: RewardService) -> type[BaseHTTPRequestHandler]:
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             """http.server's own errors (bad request line, unsupported method) as JSON, like every other reply."""
+            self.log_error("code %d, message %s", code, message)
             self.close_connection = True
             try:
                 status = HTTPStatus(code)
@@ -140,8 +141,11 @@ def make_handler(service: RewardService) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def _error(self, status: HTTPStatus, message: str) -> None:
             self._reply(status, {"error": message})

@@ -116,6 +116,11 @@ _FIXES = {
 }
 
 
+# Requests that can never be sent as configured: not retried.
+UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+              requests.exceptions.InvalidSchema)
+
+
 class OpenAIChatScorer:
     """Scores texts through a chat-completions server; call it on a list of texts.
 
@@ -188,9 +193,10 @@ class OpenAIChatScorer:
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             try:
                 response = self._session().post(self.url, json=payload, headers=headers, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as err:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as err:  # transient: retried
                 last, unreadable = type(err).__name__, False
-            except requests.RequestException as err:  # not sendable (e.g. InvalidHeader); its text may hold the key
+            except UNSENDABLE as err:  # its text may quote the Authorization header, key included
                 raise ValueError(f"the request to {self.url} could not be sent ({type(err).__name__}); check "
                                  f"annotator.base_url and the key in ${self.api_key_env}.") from None
             else:

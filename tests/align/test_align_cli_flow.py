@@ -51,7 +51,7 @@ def test_ppo_evaluate_report_commands(make_config, capsys):
         assert main(["report", "--config", path]) == 1
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and detail in error
-        assert f"finished stage {sft_folder} is damaged" in error and "rerun `align evaluate`" in error
+        assert f"finished {sft_folder} is damaged" in error and "rerun `align evaluate`" in error
     shutil.rmtree(sft_folder)
     assert main(["evaluate", "--config", path]) == 0
     assert main(["report", "--config", path]) == 0

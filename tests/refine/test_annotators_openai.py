@@ -67,7 +67,11 @@ class FakeChatServer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if headers.get("X-Cut"):  # the connection drops mid-reply
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                else:
+                    self.wfile.write(data)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
@@ -81,6 +85,8 @@ class FakeChatServer:
                 if word in text:
                     del self.fail_once[word]
                     return status, {"error": {"message": "try again"}}, {"Retry-After": "0"} if status == 429 else {}
+            if "dropped" in text and not any("dropped" in r["text"] for r in self.requests[:-1]):
+                return 200, {"choices": []}, {"X-Cut": "1"}
             for word, status in self.always_fail_for.items():
                 if word in text:
                     return status, {"error": {"message": "nope"}}, {}
@@ -208,6 +214,13 @@ def test_error_detail_is_redacted_before_it_is_shortened(monkeypatch):
     response._content = json.dumps({"error": {"message": "x" * 185 + f" key {KEY} rejected"}}).encode()
     detail = scorer._detail(response)
     assert len(detail) <= 200 and KEY[:6] not in detail
+
+
+def test_a_reply_cut_off_mid_body_is_retried(tmp_path):
+    with FakeChatServer(delay=0.0) as server:
+        labels = annotate_corpus(make_corpus(["a dropped reply", "I will kill you"]), openai_config(server), tmp_path)
+    assert server.count("dropped") == 2  # ChunkedEncodingError, then an answer
+    np.testing.assert_array_equal(labels["pseudo_label"], [0, 1])
 
 
 def test_wrong_path_names_base_url(tmp_path):

@@ -52,6 +52,22 @@ def test_the_same_seed_gives_the_same_labels(refine_args, tmp_path):
     np.testing.assert_array_equal(scores[0], scores[1])
 
 
+def test_a_rerun_drops_the_previous_summary_until_it_ends(refine_args, tmp_path, monkeypatch):
+    """summary.json names the run's last and best iterations; a longer rerun cut short must not leave the old one."""
+    run_refine(config_for(refine_args, "--loop.iterations", "1"))
+    summary = tmp_path / "run" / "refine" / "summary.json"
+    assert json.loads(summary.read_text())["iterations_run"] == 1
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption during iteration 2")
+
+    monkeypatch.setattr(loop, "train_classifier", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_refine(config_for(refine_args, "--loop.iterations", "2"))
+    assert not summary.exists()
+    assert (tmp_path / "run" / "refine" / "iter_1" / "metrics.json").is_file()  # finished work is kept
+
+
 def test_an_interrupted_run_resumes_to_the_same_result(refine_args, tmp_path, monkeypatch):
     reference_args = [*refine_args[:1], str(tmp_path / "uninterrupted"), *refine_args[2:]]
     run_refine(config_for(reference_args))

@@ -90,6 +90,11 @@ def test_wrong_path_oversized_body_and_server_survives(server, tiny_run):
     assert request(server, "GET", "/nope")[0] == 404
     status, reply = request(server, "PUT", "/get_reward", b"{}")  # http.server's own errors are JSON too
     assert status == 501 and "Unsupported method" in reply["error"]
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    connection.request("HEAD", "/get_reward")
+    response = connection.getresponse()  # a HEAD reply has headers only, and says the connection closes
+    assert response.status == 501 and response.read() == b"" and response.getheader("Connection") == "close"
+    connection.close()
     assert request(server, "POST", "/score", json.dumps({"query": ["a"]}).encode())[0] == 404
     big = json.dumps({"query": ["y"], "padding": "z" * 200_000}).encode()  # beyond ServerConfig.max_body_bytes
     status, reply = request(server, "POST", "/get_reward", big)
