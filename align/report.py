@@ -28,7 +28,7 @@ from align.stages import (
     run_dir,
     stage_name,
 )
-from refine.errors import damaged_folder
+from refine.errors import damaged_folder, one_line
 from refine.rundir import read_json, write_json, write_text
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,14 @@ class Section:
         return f"## {self.title}\n\n" + "\n\n".join(self.md)
 
 
+def _read_stage_csv(path: Path, *, fix: str) -> pd.DataFrame:
+    """A CSV that a finished stage wrote; an empty or garbled one is a one-line error naming it and ``fix``."""
+    try:
+        return pd.read_csv(path)
+    except ValueError as err:  # pandas' EmptyDataError and ParserError, and UnicodeDecodeError, are ValueErrors
+        raise ValueError(f"{path} is damaged ({one_line(err, 200)}); {fix}") from err
+
+
 def _load_evaluations(config: AlignConfig, config_path: str | None) -> dict[str, list[tuple[int, dict, list[dict]]]]:
     run = run_dir(config)
     loaded = {}
@@ -158,7 +166,8 @@ def _refine_section(config: AlignConfig, out: Path) -> Section:
         if not (folder / "metrics.csv").is_file():
             continue
         found = True
-        table = pd.read_csv(folder / "metrics.csv")
+        table = _read_stage_csv(folder / "metrics.csv", fix="delete it and rerun `python -m refine --config "
+                                f"{folder.parent / 'config.yaml'}` (it is rewritten from the finished iterations).")
         columns = [c for c in REFINE_COLUMNS if c in table.columns]
         rows = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in record] for record in
                 table[columns].itertuples(index=False)]
@@ -196,7 +205,8 @@ def build_report(config: AlignConfig, out: Path, loaded: dict) -> dict:
         for seed in config.ppo.seeds:
             path = Path(config.output_dir) / stage_name("ppo", variant, seed) / "metrics.csv"
             if path.is_file():
-                curves[f"{variant} s{seed}"] = pd.read_csv(path)
+                curves[f"{variant} s{seed}"] = _read_stage_csv(
+                    path, fix=f"delete the folder {path.parent} and rerun `align ppo` (that run is recomputed).")
     if curves:
         plot_ppo_curves(out / "ppo_training.png", curves, title="PPO: training reward score and KL per update")
 

@@ -55,3 +55,13 @@ def test_ppo_evaluate_report_commands(make_config, capsys):
     shutil.rmtree(sft_folder)
     assert main(["evaluate", "--config", path]) == 0
     assert main(["report", "--config", path]) == 0
+
+    # An empty PPO metrics.csv: named, with the folder to delete.
+    ppo_folder = run / "ppo" / "ours_50" / "seed_0"
+    (ppo_folder / "metrics.csv").write_text("")
+    shutil.rmtree(report)
+    capsys.readouterr()
+    assert main(["report", "--config", path]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{ppo_folder / 'metrics.csv'} is damaged (No columns to parse" in error
+    assert f"delete the folder {ppo_folder} and rerun `align ppo`" in error
