@@ -49,7 +49,6 @@ def setup_logging(main_process: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-
 def run_command(command: str, config, config_path: str | None) -> str:
     """Run one command; returns the line to print on success."""
     if command == "ppo":

@@ -32,7 +32,7 @@ import pandas as pd
 
 from align.config import PromptsConfig
 from refine.config_loading import data_dir
-from refine.errors import one_line
+from refine.errors import damaged_folder, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +232,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         try:
             return [json.loads(line) for line in handle if line.strip()]
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is corrupt ({type(err).__name__}); delete its stage folder {path.parent} and "
-                             "rerun (that stage is recomputed).") from err
+            raise damaged_folder(path.parent, ValueError(f"{path.name} is corrupt ({type(err).__name__})"),
+                                 rerun="rerun (that stage is recomputed)") from err
 
 
 def ensure_prompts(config) -> Path:

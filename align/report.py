@@ -148,9 +148,11 @@ def _load_evaluations(config: AlignConfig, config_path: str | None) -> dict[str,
                 missing = [key for key, *_ in METRICS if key not in summary]
                 if missing:
                     raise ValueError(f"summary.json lacks {', '.join(missing)}")
-                loaded[variant].append((seed, summary, read_jsonl(folder / "samples.jsonl")))
+                if not (folder / "samples.jsonl").is_file():
+                    raise FileNotFoundError("samples.jsonl is missing")
             except (ValueError, OSError, TypeError) as err:  # stage.json marks it finished
                 raise damaged_folder(folder, err, rerun="rerun `align evaluate`") from err
+            loaded[variant].append((seed, summary, read_jsonl(folder / "samples.jsonl")))  # names its own damage
     return loaded
 
 

@@ -45,7 +45,6 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, overrides = parser.parse_known_args(argv)
