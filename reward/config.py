@@ -103,11 +103,31 @@ class ServerConfig:
 
     max_batch: int = field(default=64, metadata={"help": "Most texts per request (more: HTTP 413)."})
     max_chars: int = field(default=20000, metadata={"help": "Most characters per text (more: HTTP 413)."})
+    request_timeout: float = field(
+        default=30.0,
+        metadata={"help": "Seconds a client has to send a whole request (request line, headers and body), however "
+                          "slowly its bytes arrive; a late body gets HTTP 408, a late request line or header a closed "
+                          "connection, and so does a kept-alive connection idle this long. Also bounds each reply's "
+                          "write."},
+    )
+    max_connections: int = field(
+        default=64,
+        metadata={"help": "Most connections served at once, one worker thread each; further connections wait in the "
+                          "listen backlog until a worker is free."},
+    )
+    backlog: int = field(
+        default=128,
+        metadata={"help": "Connections the OS queues while every worker is busy (capped by net.core.somaxconn); a "
+                          "burst beyond it may be reset. http.server's default of 5 resets most of 64 simultaneous "
+                          "clients."},
+    )
 
     def __post_init__(self):
-        for name in ("max_batch", "max_chars"):
+        for name in ("max_batch", "max_chars", "max_connections", "backlog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be positive.")
+        if not 0 < self.request_timeout < math.inf:
+            raise ValueError(f"request_timeout={self.request_timeout} must be a positive, finite number of seconds.")
 
     @property
     def max_body_bytes(self) -> int:
