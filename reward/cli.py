@@ -1,4 +1,5 @@
-"""`python -m reward export|score|serve`: export a refine run as a reward model, score texts, serve rewards."""
+"""`python -m reward export|score|serve|evaluate`: export a refine run as a reward model, score texts, serve rewards,
+evaluate a reward model."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="python -m reward",
         description="Reward models from refined safety classifiers. Rewards are -unsafe_logit: higher means safer.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{export,score,serve}")
+    commands = parser.add_subparsers(dest="command", metavar="{export,score,serve,evaluate}")
 
     export = commands.add_parser("export", help="Export a refine run's classifier as a Hugging Face reward model.")
     export.add_argument("--run", required=True, help="Run directory made by `python -m refine` (runs/<name>).")
@@ -43,15 +44,78 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5000, help="Port (0 picks a free one).")
     serve.add_argument("--max-batch", type=int, default=64, help="Most texts per request (more: HTTP 413).")
     serve.add_argument("--max-chars", type=int, default=20000, help="Most characters per text (more: HTTP 413).")
+    serve.add_argument("--request-timeout", type=float, default=30.0,
+                       help="Seconds a client has to send a whole request; slower clients are cut off (late body: 408).")
+    serve.add_argument("--max-connections", type=int, default=64,
+                       help="Most connections served at once, one worker thread each; more wait in the backlog.")
+    serve.add_argument("--backlog", type=int, default=128,
+                       help="Connections the OS queues while every worker is busy (capped by net.core.somaxconn).")
     serve.add_argument("--policy-tokenizer", default=None,
                        help="Policy tokenizer folder: parse its chat markup in queries and apply the reward template.")
+    _add_evaluate_parser(commands)
     return parser
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate", help="Evaluate a reward model on preference pairs, labelled answers and refusal sets.",
+        description="RewardBench-style evaluation; pass at least one input. Writes evaluation.json and evaluation.md "
+        "to --out.",
+    )
+    _add_model_arguments(evaluate, normalize=False)
+    evaluate.add_argument("--higher-is-safer", type=_true_or_false, default=None, metavar="true|false",
+                          help="For a classifier without silr metadata: true if its logit rises with safety, false if "
+                          "it rises with harm.")
+    evaluate.add_argument("--out", required=True, help="Folder for evaluation.json and evaluation.md.")
+    evaluate.add_argument("--overwrite", action="store_true", help="Replace evaluation.json/.md already in --out.")
+    evaluate.add_argument("--card", action="store_true",
+                          help="Also write the tables into the model folder's README.md (its `## Evaluation` section).")
+    inputs = evaluate.add_argument_group("inputs (each repeatable)")
+    inputs.add_argument("--pairs", action="append", default=[], metavar="PATH",
+                        help="Preference pairs: HH-RLHF transcripts (chosen, rejected) or prompt/chosen/rejected rows "
+                        "(.jsonl, .csv, optionally .gz).")
+    inputs.add_argument("--answers", action="append", default=[], metavar="PATH",
+                        help="Labelled answers: prompt, response, label (1/unsafe or 0/safe); .jsonl or .csv.")
+    inputs.add_argument("--xstest", action="append", default=[], metavar="DIR",
+                        help="The XSTest folder (../shared/data/xstest): refusal metrics against the human gold.")
+    inputs.add_argument("--refusals", action="append", default=[], metavar="PATH",
+                        help="XSTest-style rows: prompt, response, prompt_label (safe/unsafe), refusal (true/false).")
+    inputs.add_argument("--refine-run", action="append", default=[], metavar="RUN",
+                        help="A refine run directory: its gold test split (rebuilt from RUN/config.yaml).")
+    options = evaluate.add_argument_group("columns, samples and bootstrap")
+    options.add_argument("--column", action="append", default=[], type=_column_rename, metavar="ROLE=NAME",
+                         help="Read ROLE from column NAME (roles: prompt, response, label, chosen, rejected, "
+                         "prompt_label, refusal); repeatable.")
+    options.add_argument("--max-pairs", type=int, default=None, metavar="N",
+                         help="Seeded sample of at most N pairs per --pairs.")
+    options.add_argument("--max-rows", type=int, default=None, metavar="N",
+                         help="Seeded sample of at most N rows per --answers, --refusals, --xstest or --refine-run.")
+    options.add_argument("--confidence", type=float, default=0.9, help="Coverage of the bootstrap intervals (default 0.9).")
+    options.add_argument("--resamples", type=int, default=1000, help="Bootstrap resamples per interval (default 1000).")
+    options.add_argument("--seed", type=int, default=0, help="Seed of the samples and the bootstrap (default 0).")
+
+
+def _true_or_false(text: str) -> bool:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _column_rename(text: str) -> tuple[str, str]:
+    from reward.evaluation_data import DEFAULT_COLUMNS
+
+    role, sep, name = text.partition("=")
+    if not sep or not name or role not in DEFAULT_COLUMNS:
+        raise argparse.ArgumentTypeError(f"expected ROLE=NAME with ROLE one of {', '.join(DEFAULT_COLUMNS)}, got "
+                                         f"{text!r}")
+    return role, name
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, *, normalize: bool = True) -> None:
     parser.add_argument("--model", required=True, help="Reward model folder (from `python -m reward export`).")
-    parser.add_argument("--normalize", action="store_true",
-                        help="z-normalise rewards with the calibration mean and std stored at export.")
+    if normalize:
+        parser.add_argument("--normalize", action="store_true",
+                            help="z-normalise rewards with the calibration mean and std stored at export.")
     parser.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available).")
 
@@ -62,37 +126,9 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; pass an existing JSONL file to --input.")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}); fix that line.") from err
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number} is a JSON {type(row).__name__}, not an object; write one object per line.")
-            rows.append(row)
-    return rows
-
-
-def _column(rows: list[dict], name: str, path: Path, flag: str) -> list[str]:
-    values = []
-    for number, row in enumerate(rows, 1):
-        if name not in row:
-            raise ValueError(f"column `{name}` not found in row {number} of {path} (found: {', '.join(row)}); set {flag}.")
-        if not isinstance(row[name], str):
-            raise ValueError(f"column `{name}` of row {number} in {path} is {type(row[name]).__name__}, not text.")
-        values.append(row[name])
-    return values
-
-
 def run_score(args: argparse.Namespace) -> str:
     from refine.rundir import atomic_path
+    from reward.evaluation_data import read_jsonl, text_column
 
     paired = args.prompt_column is not None or args.response_column is not None
     if paired and (args.prompt_column is None or args.response_column is None or args.text_column is not None):
@@ -103,10 +139,10 @@ def run_score(args: argparse.Namespace) -> str:
     source = Path(args.input)
     rows = read_jsonl(source)
     if paired:
-        prompts = _column(rows, args.prompt_column, source, "--prompt-column")
-        responses = _column(rows, args.response_column, source, "--response-column")
+        prompts = text_column(rows, args.prompt_column, source, "set --prompt-column")
+        responses = text_column(rows, args.response_column, source, "set --response-column")
     else:
-        texts = _column(rows, args.text_column or "text", source, "--text-column")
+        texts = text_column(rows, args.text_column or "text", source, "set --text-column")
     model = _load_model(args)
     rewards = model.score_pairs(prompts, responses, progress=True) if paired else model.score(texts, progress=True)
     with atomic_path(output) as tmp, tmp.open("w", encoding="utf-8") as handle:
@@ -123,11 +159,100 @@ def _load_model(args: argparse.Namespace):
                                        device=args.device)
 
 
+EVALUATION_FILES = ("evaluation.json", "evaluation.md")
+
+
+def _load_suites(args: argparse.Namespace) -> list:
+    from reward import evaluation_data as data
+
+    columns = dict(args.column)
+    sample = {"max_rows": args.max_rows, "seed": args.seed}
+    return ([data.load_pairs(p, columns=columns, max_pairs=args.max_pairs, seed=args.seed) for p in args.pairs]
+            + [data.load_answers(p, columns=columns, **sample) for p in args.answers]
+            + [data.load_xstest(p, **sample) for p in args.xstest]
+            + [data.load_refusals(p, columns=columns, **sample) for p in args.refusals]
+            + [data.load_refine_run(p, **sample) for p in args.refine_run])
+
+
+def _summary_line(suite: dict) -> str:
+    m = suite["metrics"]
+    if suite["kind"] == "pairs":
+        low, high = m["accuracy_ci"]
+        return f"pairs    {suite['name']}: accuracy {m['accuracy']:.3f} [{low:.3f}, {high:.3f}] (n={m['n']})"
+    answers = m if suite["kind"] == "answers" else m["answers"]
+    auc = "-" if answers["roc_auc"] is None else f"{answers['roc_auc']:.3f}"
+    accuracy = "-" if answers["accuracy"] is None else f"{answers['accuracy']:.3f}"
+    line = f"{suite['kind']:<8} {suite['name']}: unsafe ROC-AUC {auc}, accuracy {accuracy} (n={answers['n']})"
+    if suite["kind"] == "refusals":
+        unsafe, safe = (m[k]["refusal_auc"] for k in ("unsafe_prompts", "safe_prompts"))
+        line += (f"; refusal AUC on unsafe prompts {'-' if unsafe is None else f'{unsafe:.3f}'} (higher is better), "
+                 f"on safe prompts {'-' if safe is None else f'{safe:.3f}'} (lower is better)")
+    return line
+
+
+def run_evaluate(args: argparse.Namespace) -> str:
+    """`reward evaluate`: every input is read and checked, then the model loaded, before anything is written."""
+    import time
+
+    from refine.rundir import atomic_path
+    from reward.evaluate import evaluate_reward_model, evaluation_markdown, with_evaluation_section
+    from reward.model import RewardModel
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder.")
+    existing = [name for name in EVALUATION_FILES if (out / name).exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"{out} already holds {', '.join(existing)}; pass --overwrite to replace them, or choose "
+                         "another --out.")
+    for name, value in (("--max-pairs", args.max_pairs), ("--max-rows", args.max_rows), ("--resamples", args.resamples)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name}={value} must be positive.")
+    if not 0.0 < args.confidence < 1.0:
+        raise ValueError(f"--confidence={args.confidence} must lie in (0, 1), e.g. 0.9.")
+    inputs = {"pairs": args.pairs, "answers": args.answers, "xstest": args.xstest, "refusals": args.refusals,
+              "refine_run": args.refine_run}
+    if not any(inputs.values()):
+        raise ValueError("no evaluation data; pass at least one of --pairs, --answers, --xstest, --refusals, "
+                         "--refine-run.")
+    card = Path(args.model) / "README.md"
+    if args.card and Path(args.model).is_dir() and not os.access(args.model, os.W_OK):
+        raise ValueError(f"--card cannot write {card}: the model folder is not writable; drop --card.")
+    started = time.perf_counter()
+    suites = _load_suites(args)
+    loaded = time.perf_counter()
+    model = RewardModel.from_pretrained(args.model, batch_size=args.batch_size, device=args.device,
+                                        higher_is_safer=args.higher_is_safer)
+    model_loaded = time.perf_counter()
+    results = evaluate_reward_model(model, suites, confidence=args.confidence, resamples=args.resamples,
+                                    seed=args.seed, progress=True)
+    results["model"]["path"] = str(args.model)
+    results["inputs"] = {**inputs, "columns": dict(args.column), "max_pairs": args.max_pairs,
+                         "max_rows": args.max_rows, "seed": args.seed}
+    results["timings"] = {"read_inputs_s": round(loaded - started, 3), "load_model_s": round(model_loaded - loaded, 3),
+                          "score_and_metrics_s": results.pop("seconds"),
+                          "total_s": round(time.perf_counter() - started, 3)}
+    markdown = evaluation_markdown(results)
+    payload = json.dumps(results, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    with atomic_path(out / "evaluation.json") as json_tmp, atomic_path(out / "evaluation.md") as md_tmp:
+        json_tmp.write_text(payload, encoding="utf-8")
+        md_tmp.write_text(markdown, encoding="utf-8")  # both renamed only when both are written
+    lines = [_summary_line(suite) for suite in results["suites"]]
+    if args.card:
+        previous = card.read_text(encoding="utf-8") if card.is_file() else ""
+        with atomic_path(card) as card_tmp:
+            card_tmp.write_text(with_evaluation_section(previous, evaluation_markdown(results, level=2)),
+                                encoding="utf-8")
+        lines.append(f"model card: {card} (## Evaluation)")
+    return "\n".join(lines + [f"evaluation: {out / 'evaluation.json'}, {out / 'evaluation.md'}"])
+
+
 def run_serve(args: argparse.Namespace) -> None:
     from reward.config import ServerConfig
     from reward.server import make_server
 
-    limits = ServerConfig(max_batch=args.max_batch, max_chars=args.max_chars)
+    limits = ServerConfig(max_batch=args.max_batch, max_chars=args.max_chars, request_timeout=args.request_timeout,
+                          max_connections=args.max_connections, backlog=args.backlog)
     model = _load_model(args)
     extractor = None
     if args.policy_tokenizer:
@@ -152,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("error: choose a command: export, score or serve (see --help)", file=sys.stderr)
+        print("error: choose a command: export, score, serve or evaluate (see --help)", file=sys.stderr)
         return 2
     from refine.distributed import launched_rank, multi_process_refusal
 
@@ -174,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"reward model: {out} (config.json `silr` block; README.md model card)")
         elif args.command == "score":
             print(run_score(args))
+        elif args.command == "evaluate":
+            print(run_evaluate(args))
         else:
             run_serve(args)
     except (ValueError, OSError, KeyError) as err:
