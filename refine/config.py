@@ -24,6 +24,13 @@ class DataConfig:
                   "${data_dir} expands to $SILR_DATA_DIR (default ../shared/data)."},
     )
     hub_split: str = field(default="train", metadata={"help": "Split to read when `path` is a Hub dataset id."})
+    format: Literal["table", "xstest"] = field(
+        default="table",
+        metadata={"help": "table: one file (or Hub data set) with a row per text. xstest: the XSTest folder "
+                  "(../shared/data/xstest): one row per (prompt, answer) with columns prompt, response, prompt_id, "
+                  "prompt_label, gold_answer, gpt4_answer, strmatch_answer (unsafe = the answer complies with an "
+                  "unsafe prompt or refuses a safe one; see refine/xstest.py)."},
+    )
     text_column: str | None = field(
         default="text",
         metadata={"help": "Column holding the text. Null when prompt_column/response_column are set."},
@@ -46,6 +53,11 @@ class DataConfig:
         default=None,
         metadata={"help": "Values that mean safe. Null: any filled value that is not positive. When set, any other "
                   "value is an error (catches a label column that is not binary as expected)."},
+    )
+    group_column: str | None = field(
+        default=None,
+        metadata={"help": "Rows sharing a value of this column fall in the same split (e.g. prompt_id: every answer "
+                  "to a test prompt is in the test split, so test prompts are unseen). Null: rows split alone."},
     )
     max_examples: int | None = field(
         default=None, metadata={"help": "Use a seeded random sample of this many rows (null: all rows)."}
@@ -94,6 +106,19 @@ class AnnotatorConfig:
     column: str | None = field(default=None, metadata={"help": "column: the column holding pseudo-labels."})
     column_positive_values: list[Any] = field(
         default_factory=lambda: [1], metadata={"help": "column: values that mean pseudo-unsafe."}
+    )
+    column_negative_values: list[Any] | None = field(
+        default=None,
+        metadata={"help": "column: values that mean pseudo-safe. Null: every value that is not positive. When set, "
+                  "a value in neither list (a judge that replied with free text instead of a class) is counted, "
+                  "logged on one line, and handled by column_other."},
+    )
+    column_other: Literal["error", "abstain", "unsafe", "safe"] = field(
+        default="error",
+        metadata={"help": "column, with column_negative_values: what a value in neither list becomes. error: stop "
+                  "and name the values. abstain: no pseudo-label; the text is in neither U1 nor U2 at iteration 0 "
+                  "(nor in the annotator's own metrics) and gets its label from iteration 1's classifier. unsafe / "
+                  "safe: read as that class (e.g. a judge declining to rate an answer read as a flag)."},
     )
     threshold: Literal["zero", "positive_fraction", "labeled_prior"] = field(
         default="zero",
@@ -177,6 +202,9 @@ class AnnotatorConfig:
             raise ValueError("threshold=positive_fraction needs positive_fraction in (0, 1).")
         if self.kind == "column" and not self.column:
             raise ValueError("kind=column needs `column`, the column holding pseudo-labels.")
+        if self.column_other != "error" and self.column_negative_values is None:
+            raise ValueError(f"column_other={self.column_other} needs column_negative_values: without them every "
+                             "value that is not positive is read as safe, so no value is left over.")
         if self.kind == "openai" and not (self.base_url and self.model_name_or_path):
             raise ValueError("kind=openai needs base_url and model_name_or_path (the served model's name).")
         for shot in self.few_shot:

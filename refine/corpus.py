@@ -6,7 +6,9 @@ The corpus is a pandas DataFrame with one row per text:
 - ``text``: the text the annotator and the classifier see;
 - ``gold``: 1 unsafe, 0 safe, -1 no gold label;
 - ``split``: ``"train"`` (the corpus X that is annotated and refined) or ``"test"`` (gold test split: evaluation only);
-- ``labeled``: True for the members of L (a random subset of the gold-labelled training rows).
+- ``labeled``: True for the members of L (a random subset of the gold-labelled training rows);
+- ``prompt`` and ``response``: for prompt/response pairs, the two parts of ``text``;
+- ``group``: with ``data.group_column``, the row's group (as text); a group never straddles the split.
 """
 
 from __future__ import annotations
@@ -123,19 +125,28 @@ def build_texts(frame: pd.DataFrame, config: DataConfig) -> pd.Series:
     return frame[config.text_column].fillna("").astype(str)
 
 
-def split_corpus(gold: np.ndarray, *, test_fraction: float, num_labeled: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_corpus(gold: np.ndarray, *, test_fraction: float, num_labeled: int, seed: int,
+                 groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split. Returns ``(is_test, is_labeled)`` boolean arrays.
 
     The test split is ``test_fraction`` of the gold-labelled rows; L is ``num_labeled`` rows drawn uniformly from the
-    remaining gold-labelled rows. Rows without gold always stay in the training corpus.
+    remaining gold-labelled rows. Rows without gold always stay in the training corpus. With ``groups`` (one value
+    per row), ``test_fraction`` of the groups that hold gold-labelled rows go to the test split whole, so no group has
+    rows on both sides.
     """
     rng = np.random.default_rng(seed)
     has_gold = np.flatnonzero(gold != NO_GOLD)
-    shuffled = rng.permutation(has_gold)
-    n_test = int(round(test_fraction * len(has_gold)))
     is_test = np.zeros(len(gold), dtype=bool)
-    is_test[shuffled[:n_test]] = True
-    pool = shuffled[n_test:]
+    if groups is None:
+        shuffled = rng.permutation(has_gold)
+        n_test = int(round(test_fraction * len(has_gold)))
+        is_test[shuffled[:n_test]] = True
+    else:
+        names = pd.unique(pd.Series(groups[has_gold]))
+        test_groups = rng.permutation(names)[: int(round(test_fraction * len(names)))]
+        is_test[has_gold] = pd.Series(groups[has_gold]).isin(test_groups).to_numpy()
+        shuffled = rng.permutation(has_gold)
+    pool = shuffled[~is_test[shuffled]]
     if num_labeled > len(pool):
         raise ValueError(
             f"the labelled set needs num_labeled={num_labeled} gold-labelled training rows but only {len(pool)} exist; "
@@ -162,11 +173,17 @@ def load_corpus(config: DataConfig, *, extra_columns: tuple[str, ...] = ()) -> p
     """
     if not config.path:
         raise ValueError("data.path is not set; point it at a corpus file or a Hub dataset id (see configs/refine/).")
-    frame = read_table(config.path, hub_split=config.hub_split)
+    if config.format == "xstest":
+        from refine.xstest import read_xstest
+
+        frame = read_xstest(config.path)
+    else:
+        frame = read_table(config.path, hub_split=config.hub_split)
     pairs = bool(config.prompt_column and config.response_column)  # the same test as build_texts
     text_columns = [config.prompt_column, config.response_column] if pairs else [config.text_column]
-    _require_columns(frame, [*text_columns, *config.label_columns, *extra_columns], config.path,
-                     extra_setting=" / annotator.column" if extra_columns else "")
+    group = [config.group_column] if config.group_column else []
+    _require_columns(frame, [*text_columns, *config.label_columns, *group, *extra_columns], config.path,
+                     extra_setting=" / data.group_column / annotator.column" if extra_columns or group else "")
     if len(frame) == 0:
         raise ValueError(f"corpus {config.path} is empty; point data.path at a file with rows.")
     if config.max_examples is not None and config.max_examples < len(frame):
@@ -185,12 +202,18 @@ def load_corpus(config: DataConfig, *, extra_columns: tuple[str, ...] = ()) -> p
             f"gold labels in {', '.join(config.label_columns)} hold a single class ({len(labelled)} rows); check "
             f"data.positive_values={config.positive_values} matches the label values."
         )
+    groups = frame[config.group_column].astype(str).to_numpy() if config.group_column else None
     is_test, is_labeled = split_corpus(
         corpus["gold"].to_numpy(), test_fraction=config.test_fraction, num_labeled=config.num_labeled,
-        seed=config.seed,
+        seed=config.seed, groups=groups,
     ) if config.label_columns else (np.zeros(len(corpus), bool), np.zeros(len(corpus), bool))
     corpus["split"] = np.where(is_test, "test", "train")
     corpus["labeled"] = is_labeled
+    if pairs:  # kept apart too, so a reward model can score the pair with its own template
+        corpus["prompt"] = frame[config.prompt_column].fillna("").astype(str).to_numpy()
+        corpus["response"] = frame[config.response_column].fillna("").astype(str).to_numpy()
+    if groups is not None:
+        corpus["group"] = groups
     for column in extra_columns:
         corpus[column] = frame[column].to_numpy()
     return corpus.reset_index(drop=True)

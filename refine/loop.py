@@ -7,6 +7,7 @@ ends with the same results as an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import shutil
@@ -108,6 +109,17 @@ class Corpus:
     def gold(self) -> np.ndarray:
         return self.frame["gold"].to_numpy()
 
+    def pseudo_labelled(self, labels: np.ndarray) -> Corpus:
+        """This corpus without the rows whose pseudo-label is an abstention (-1, from ``column_other: abstain``) in
+        its training, validation and labelled index sets: what training and the priors may read. Test rows stay."""
+        if (labels >= 0).all():
+            return self
+        def keep(rows: np.ndarray) -> np.ndarray:
+            return rows[labels[rows] >= 0]
+
+        return dataclasses.replace(self, train=keep(self.train), labeled=keep(self.labeled),
+                                   validation=keep(self.validation))
+
     def head_data(self, rows: np.ndarray, labels: np.ndarray) -> HeadData:
         """``labels`` are pseudo-labels of all corpus rows."""
         return HeadData(
@@ -120,6 +132,7 @@ class Corpus:
 def split_priors(config: RefineConfig, corpus: Corpus, labels: np.ndarray, seed: int) -> tuple[Priors, dict]:
     """Priors of the split given by ``labels`` (over the training rows), with bootstrap intervals."""
     method = config.priors.method
+    corpus = corpus.pseudo_labelled(labels)
     rows = corpus.train[corpus.gold[corpus.train] >= 0] if method == "oracle" else corpus.labeled
     if len(rows) == 0:
         raise ValueError(
@@ -166,15 +179,24 @@ def check_signal(priors: Priors, intervals: dict, *, min_prior_gap: float, n_lab
 
 def _iteration_row(corpus: Corpus, k: int, labels: np.ndarray, scores: np.ndarray, previous: np.ndarray | None,
                    priors: Priors, intervals: dict, signal: str) -> dict:
-    row = {"iteration": k, "rho": float(labels[corpus.train].mean()), "signal": signal, **priors.as_dict()}
+    abstained = int((labels < 0).sum())
+    answered = corpus.pseudo_labelled(labels)  # the annotator's metrics count the texts it gave a class
+    row = {"iteration": k, "rho": float(labels[answered.train].mean()), "signal": signal, **priors.as_dict()}
     for name, (lo, hi) in intervals.items():
         row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
-    row["flips"] = flip_count(previous[corpus.train], labels[corpus.train]) if previous is not None else 0
+    if previous is not None:
+        had_label = corpus.train[previous[corpus.train] >= 0]
+        row["flips"] = flip_count(previous[had_label], labels[had_label])
+    else:
+        row["flips"] = 0
     row["flip_fraction"] = row["flips"] / len(corpus.train)
-    labeled = classification_metrics(corpus.gold[corpus.labeled], labels[corpus.labeled])
+    labeled = classification_metrics(corpus.gold[answered.labeled], labels[answered.labeled])
     row["labeled_accuracy"] = labeled.get("accuracy", float("nan"))
     row["n_labeled"] = labeled["n"]
-    test = classification_metrics(corpus.gold[corpus.test], labels[corpus.test], scores[corpus.test])
+    if abstained:
+        row["abstained"] = abstained
+    test_rows = corpus.test[labels[corpus.test] >= 0]
+    test = classification_metrics(corpus.gold[test_rows], labels[test_rows], scores[test_rows])
     row.update({f"test_{key}": value for key, value in test.items()})
     return row
 
@@ -379,7 +401,8 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
                 priors = Priors(config.priors.pi, config.priors.theta1, config.priors.theta2)
             else:
                 priors = Priors(previous_row["pi"], previous_row["theta1"], previous_row["theta2"])
-            trained = train_classifier(config, corpus, model, previous_labels, priors, seed=config.train.seed + k,
+            trained = train_classifier(config, corpus.pseudo_labelled(previous_labels), model, previous_labels,
+                                       priors, seed=config.train.seed + k,
                                        work_dir=refine_dir / f"trainer_iter_{k}")
             scores = trained.scores
             threshold = decision_threshold(config, scores[corpus.train], priors)

@@ -105,7 +105,8 @@ def annotate_corpus(
 
     Returns:
         One row per corpus row, in corpus order: ``id``, ``annotator_score`` (float64, higher = more likely unsafe),
-        ``pseudo_label`` (int64, 1 = pseudo-unsafe, i.e. in U1). A rerun returns an identical frame.
+        ``pseudo_label`` (int64, 1 = pseudo-unsafe, i.e. in U1; 0 = U2; -1 = abstained, only from ``column`` with
+        ``column_other: abstain``). A rerun returns an identical frame.
 
     Raises:
         ValueError: On a corrupt or mismatched ``labels.parquet`` or chunk (names the file to delete), a bad column,
@@ -123,8 +124,9 @@ def annotate_corpus(
     if config.kind == "column":
         from refine.annotators.column import column_labels
 
-        pseudo = column_labels(corpus, config.column, config.column_positive_values)
-        scores, num_scored = np.where(pseudo == 1, 1.0, -1.0), len(corpus)
+        pseudo = column_labels(corpus, config.column, config.column_positive_values, config.column_negative_values,
+                               config.column_other)
+        scores, num_scored = np.select([pseudo == 1, pseudo == 0], [1.0, -1.0], 0.0), len(corpus)
     elif config.kind == "simulated":
         from refine.annotators.simulated import simulated_labels
 
@@ -141,7 +143,7 @@ def annotate_corpus(
             scores, is_train=is_train, threshold=config.threshold, positive_fraction=config.positive_fraction,
             labeled_gold=labeled_gold,
         )
-    check_both_classes(pseudo[is_train], fix=_FIXES[config.kind])
+    check_both_classes(pseudo[is_train & (pseudo >= 0)], fix=_FIXES[config.kind])
     labels = pd.DataFrame({
         "id": corpus["id"].to_numpy(),
         "annotator_score": np.asarray(scores, dtype=np.float64),
@@ -151,7 +153,7 @@ def annotate_corpus(
     seconds = time.perf_counter() - began
     logger.info(
         "annotated %d texts with kind=%s: %.1f%% pseudo-unsafe (%d of %d training texts), %.1f texts/s%s",
-        len(labels), config.kind, 100.0 * labels["pseudo_label"].mean(), int(pseudo[is_train].sum()),
+        len(labels), config.kind, 100.0 * (labels["pseudo_label"] == 1).mean(), int((pseudo[is_train] == 1).sum()),
         int(is_train.sum()), num_scored / max(seconds, 1e-9),
         f" ({len(labels) - num_scored} read back from partial chunks)" if num_scored < len(labels) else "",
     )

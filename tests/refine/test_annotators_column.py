@@ -69,3 +69,37 @@ def test_one_class_column_is_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(ValueError, match="labelled all 4 training texts safe.*column_positive_values"):
         annotate_corpus(corpus, config, tmp_path)
     assert not (tmp_path / LABELS_FILE).exists()
+
+
+class TestValuesInNeitherList:
+    """A judge that replies with free text instead of a class: counted, reported, handled by column_other."""
+
+    corpus = pd.DataFrame({"judge": ["unsafe", "safe", "I'm sorry, I can't rate that.", "safe", "unsafe", "n/a"]})
+
+    def test_without_negative_values_every_other_value_is_safe(self):
+        np.testing.assert_array_equal(column_labels(self.corpus, "judge", ["unsafe"]), [1, 0, 0, 0, 1, 0])
+
+    def test_error_names_the_values_and_the_setting(self):
+        with pytest.raises(ValueError, match=r"2 of 6 values are neither \['unsafe'\] nor \['safe'\] "
+                                             r"\(\"I'm sorry, I can't rate that.\" ×1; 'n/a' ×1\); set "
+                                             "annotator.column_other"):
+            column_labels(self.corpus, "judge", ["unsafe"], ["safe"])
+
+    @pytest.mark.parametrize(("other", "expected"), [("abstain", -1), ("unsafe", 1), ("safe", 0)])
+    def test_the_rule_is_applied_and_logged_on_one_line(self, other, expected, caplog):
+        labels = column_labels(self.corpus, "judge", ["unsafe"], ["safe"], other)
+        np.testing.assert_array_equal(labels, [1, 0, expected, 0, 1, expected])
+        lines = [r.getMessage() for r in caplog.records if "neither" in r.getMessage()]
+        assert len(lines) == 1 and "\n" not in lines[0] and f"column_other={other}" in lines[0]
+
+    def test_abstentions_score_zero_and_do_not_count_as_a_class(self, tmp_path):
+        corpus = make_corpus(["yes", "no", "??", "yes", "no", "no"])
+        config = AnnotatorConfig(kind="column", column="llm_label", column_positive_values=["yes"],
+                                 column_negative_values=["no"], column_other="abstain")
+        labels = annotate_corpus(corpus, config, tmp_path)
+        np.testing.assert_array_equal(labels["pseudo_label"], [1, 0, -1, 1, 0, 0])
+        np.testing.assert_array_equal(labels["annotator_score"], [1.0, -1.0, 0.0, 1.0, -1.0, -1.0])
+
+    def test_column_other_needs_negative_values(self):
+        with pytest.raises(ValueError, match="column_other=abstain needs column_negative_values"):
+            AnnotatorConfig(kind="column", column="judge", column_other="abstain")

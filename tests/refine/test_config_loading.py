@@ -202,7 +202,7 @@ class TestUnknownKeys:
         assert "unknown key data.text_colum (did you mean data.text_column?)" in message
         assert "unknown key priors.methd (did you mean priors.method?)" in message
         # No close match: the valid keys of that section are listed instead.
-        assert "unknown key data.zzz (valid: path, hub_split, text_column," in message
+        assert "unknown key data.zzz (valid: path, hub_split, format, text_column," in message
         assert message.count("unknown key") == 5
 
     def test_unknown_override_is_caught_like_a_file_key(self, data_dir):

@@ -174,6 +174,17 @@ class TestSplitCorpus:
         assert not is_test.any()
         assert np.array_equal(is_labeled, gold != NO_GOLD)  # all 900 gold rows
 
+    def test_groups_never_straddle_the_split(self, gold):
+        groups = np.arange(len(gold)) // 5  # 200 groups of 5 rows
+        is_test, is_labeled = split_corpus(gold, test_fraction=0.3, num_labeled=50, seed=1, groups=groups)
+        test_groups, train_groups = set(groups[is_test]), set(groups[~is_test & (gold != NO_GOLD)])
+        assert not test_groups & train_groups
+        assert len(test_groups) == 60  # round(0.3 * 200 groups that hold gold rows)
+        assert is_labeled.sum() == 50 and not (is_test & is_labeled).any()
+        assert not (is_test | is_labeled)[gold == NO_GOLD].any()
+        other = split_corpus(gold, test_fraction=0.3, num_labeled=50, seed=2, groups=groups)[0]
+        assert not np.array_equal(is_test, other)
+
     def test_labelled_set_too_large(self, gold):
         # 900 gold rows, 630 left after a 30% test split.
         with pytest.raises(ValueError, match=r"needs num_labeled=700 gold-labelled training rows but only 630 exist"):

@@ -214,3 +214,27 @@ def test_iterations_since_best_counts_from_the_first_best_iteration(accuracies, 
     rows = [{"labeled_accuracy": 0.9}] + [{"labeled_accuracy": a} for a in accuracies]  # iteration 0 is not counted
     assert loop.iterations_since_best(rows) == expected
 
+
+
+def test_texts_the_annotator_abstained_on_are_left_out_until_iteration_1_labels_them(refine_args, tmp_path):
+    from tests.refine.conftest import make_corpus
+
+    frame = make_corpus().astype({"llm": object})
+    frame.loc[::12, "llm"] = "I'm sorry, I can't rate that."  # 20 of 240 replies are no class
+    path = tmp_path / "judged.csv"
+    frame.to_csv(path, index=False)
+    args = [*refine_args, "--data.path", str(path), "--annotator.column_positive_values", "[1]",
+            "--annotator.column_negative_values", "[0]", "--annotator.column_other", "abstain"]
+    run_refine(config_for(args))
+    run = tmp_path / "run" / "refine"
+    first = final_labels(tmp_path / "run", 0)
+    assert (first == -1).sum() == 20 and set(first[first >= 0]) == {0, 1}
+    row = json.loads((run / "iter_0" / "metrics.json").read_text())
+    corpus = pd.read_parquet(run / "iter_0" / "labels.parquet")
+    answered_train = (corpus["split"] == "train") & (corpus["pseudo_label"] >= 0)
+    assert row["abstained"] == 20
+    assert row["rho"] == pytest.approx(corpus.loc[answered_train, "pseudo_label"].mean())
+    assert row["test_n"] == ((corpus["split"] == "test") & (corpus["pseudo_label"] >= 0)).sum() < 60
+    for k in (1, 2):  # the classifiers label every text, abstentions included
+        assert set(final_labels(tmp_path / "run", k)) == {0, 1}
+        assert "abstained" not in json.loads((run / f"iter_{k}" / "metrics.json").read_text())
