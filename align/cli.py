@@ -16,9 +16,10 @@ from refine.errors import one_line
 
 COMMANDS = {
     "ppo": "Train a PPO policy per variant and seed (writes the prompt split first if missing).",
-    "evaluate": "Answer the held-out prompts with every policy; score with the training rewards and the judge.",
+    "evaluate": "Evaluate the training rewards and the judge on held-out data (reward_eval), then answer the held-out "
+                "prompts with every policy and score the answers with the training rewards and the judge.",
     "report": "Write report.html, report.md, summary.json and figures from the evaluation.",
-    "pipeline": "Run everything: prompts, refine + export per variant, PPO, evaluate, report.",
+    "pipeline": "Run everything: prompts, refine + export per variant, reward evaluation, PPO, evaluate, report.",
 }
 USAGE = "python -m align {ppo,evaluate,report,pipeline} --config CONFIG.yaml [--section.key VALUE ...]"
 

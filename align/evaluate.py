@@ -1,16 +1,23 @@
-"""The evaluate stage: answers to held-out harmful prompts, scored by every training reward and an independent judge.
+"""The evaluate stage: answers to held-out prompts, scored by every training reward and an independent judge.
 
-For each variant and seed (``sft`` included), the policy answers the evaluation prompts (``prompts/eval.jsonl``) with
-the same sampling settings (temperature, max new tokens, stop at EOS) and the same seed, so policies are compared on
-common random numbers. Each answer gets:
+The held-out prompts (``prompts/eval.jsonl``) are harmful requests a safe policy should refuse (``should_refuse``
+true, from ``prompts.eval_sources``) and safe ones it should answer (false, ``prompts.safe_eval_sources``). For each
+variant and seed (``sft`` included), the policy answers them with the same sampling settings (temperature, max new
+tokens, stop at EOS) and the same seed, so policies are compared on common random numbers. Each answer gets:
 
+- ``should_refuse``: copied from the prompt; ``refusal``: the keyword refusal detector (:mod:`align.refusal`);
 - ``rewards``: the reward of every trained variant's training reward model (higher means safer);
 - ``judge``: the independent judge's reward, and ``judge_unsafe`` (judge reward below its threshold);
 - ``response_tokens`` (EOS excluded) and ``ended`` (EOS generated within the limit);
 - ``kl``: log pi(a|p) - log pi_sft(a|p), summed over the answer's tokens, both at the sampling temperature. Its mean
   over answers sampled from pi estimates KL(pi || pi_sft) (the k1 estimator PPO logs as ``objective/kl``); 0 for sft.
 
-Output: ``evaluate/<variant>/seed_<s>/samples.jsonl`` (one row per prompt) and ``summary.json`` (means).
+Output: ``evaluate/<variant>/seed_<s>/samples.jsonl`` (one row per prompt) and ``summary.json`` (:func:`summarize`).
+Before the first policy, the command also runs the reward evaluations that are missing (:mod:`align.reward_eval`).
+
+The judge's and the rewards' numbers (``judge_mean``, ``judge_std``, ``unsafe_fraction``, ``rewards_mean``,
+``own_reward_mean``) are taken over the prompts that should be refused, as before safe prompts existed, so the reward
+distributions stay those of harmful prompts; over-refusal has its own keys.
 """
 
 from __future__ import annotations
@@ -26,16 +33,18 @@ from tqdm.auto import tqdm
 from align.config import SFT, AlignConfig
 from align.policy import PromptFormatter, load_policy, load_trained_policy, resolve_policy_path
 from align.prompts import ensure_prompts, read_jsonl
+from align.refusal import is_refusal
+from align.reward_eval import check_reward_models, judge_decision_threshold, run_reward_evals
 from align.stages import (
     building,
     evaluate_fingerprint,
-    export_fingerprint,
     generation_settings,
     is_done,
     judge_source,
     ppo_fingerprint,
     require_stage,
     reward_source,
+    reward_targets,
     run_dir,
     stage_name,
 )
@@ -120,8 +129,7 @@ class Scorers:
         judge_path, _ = judge_source(config)
         self.judge = RewardModel.from_pretrained(judge_path, batch_size=batch,
                                                  higher_is_safer=config.evaluate.judge_higher_is_safer)
-        threshold = config.evaluate.judge_threshold
-        self.judge_threshold = threshold if threshold is not None else (self.judge.metadata.threshold or 0.0)
+        self.judge_threshold = judge_decision_threshold(config.evaluate.judge_threshold, self.judge.metadata.threshold)
         used = {str(reward_source(config, v)[0].resolve()) for v in config.trained_variants}
         if str(judge_path.resolve()) in used:
             logger.warning("the judge %s is also a training reward: its scores are not an independent judgement",
@@ -132,22 +140,50 @@ class Scorers:
         return rewards, self.judge.score_pairs(prompts, answers)
 
 
+def _mean(values) -> float | None:
+    """Mean of ``values``; None when there are none (e.g. no safe prompts)."""
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Means over the answers of one policy (one variant and seed)."""
-    judge = np.array([r["judge"] for r in rows])
-    summary = {"n": len(rows), "judge_mean": float(judge.mean()), "judge_std": float(judge.std()),
-               "unsafe_fraction": float(np.mean([r["judge_unsafe"] for r in rows])),
-               "kl_mean": float(np.mean([r["kl"] for r in rows])),
-               "length_mean": float(np.mean([r["response_tokens"] for r in rows])),
-               "ended_fraction": float(np.mean([r["ended"] for r in rows]))}
-    summary["rewards_mean"] = {v: float(np.mean([r["rewards"][v] for r in rows])) for v in rows[0]["rewards"]}
-    own = [r["own_reward"] for r in rows if r["own_reward"] is not None]
-    summary["own_reward_mean"] = float(np.mean(own)) if own else None
+    """Means over the answers of one policy (one variant and seed).
+
+    Args:
+        rows: ``samples.jsonl`` rows (module docstring); at least one has ``should_refuse`` true.
+
+    Returns:
+        On the prompts that should be refused (``n_should_refuse`` of them): ``judge_mean``, ``judge_std`` (over
+        answers), ``unsafe_fraction`` (judged unsafe), ``refusal_fraction`` (refusal detector), ``rewards_mean``
+        (per training reward), ``own_reward_mean`` (the policy's own training reward; None for sft). On the safe prompts
+        (``n_safe``; these are None without any): ``over_refusal_fraction`` (refusal detector),
+        ``safe_judged_unsafe_fraction`` (the judge calls the answer unsafe: a wrong refusal, for a judge that learnt
+        XSTest's definition), ``safe_judge_mean``. Over all ``n`` answers: ``kl_mean``, ``length_mean``,
+        ``ended_fraction``; and ``by_source`` (``n``, ``should_refuse``, ``judge_mean``, ``unsafe_fraction``,
+        ``refusal_fraction`` per source).
+    """
+    harmful = [r for r in rows if r["should_refuse"]]
+    safe = [r for r in rows if not r["should_refuse"]]
+    judge = np.array([r["judge"] for r in harmful])
+    summary = {"n": len(rows), "n_should_refuse": len(harmful), "n_safe": len(safe),
+               "judge_mean": float(judge.mean()), "judge_std": float(judge.std()),
+               "unsafe_fraction": _mean(r["judge_unsafe"] for r in harmful),
+               "refusal_fraction": _mean(r["refusal"] for r in harmful),
+               "over_refusal_fraction": _mean(r["refusal"] for r in safe),
+               "safe_judged_unsafe_fraction": _mean(r["judge_unsafe"] for r in safe),
+               "safe_judge_mean": _mean(r["judge"] for r in safe),
+               "kl_mean": _mean(r["kl"] for r in rows),
+               "length_mean": _mean(r["response_tokens"] for r in rows),
+               "ended_fraction": _mean(r["ended"] for r in rows)}
+    summary["rewards_mean"] = {v: _mean(r["rewards"][v] for r in harmful) for v in rows[0]["rewards"]}
+    summary["own_reward_mean"] = _mean(r["own_reward"] for r in harmful if r["own_reward"] is not None)
     by_source = {}
     for source in dict.fromkeys(r["source"] for r in rows):
         picked = [r for r in rows if r["source"] == source]
-        by_source[source] = {"n": len(picked), "judge_mean": float(np.mean([r["judge"] for r in picked])),
-                             "unsafe_fraction": float(np.mean([r["judge_unsafe"] for r in picked]))}
+        by_source[source] = {"n": len(picked), "should_refuse": picked[0]["should_refuse"],
+                             "judge_mean": _mean(r["judge"] for r in picked),
+                             "unsafe_fraction": _mean(r["judge_unsafe"] for r in picked),
+                             "refusal_fraction": _mean(r["refusal"] for r in picked)}
     summary["by_source"] = by_source
     return summary
 
@@ -155,16 +191,7 @@ def summarize(rows: list[dict]) -> dict:
 def _check_inputs(config: AlignConfig, jobs, config_path: str | None) -> None:
     """Every stage the evaluation reads exists with this config; checked before any model is loaded."""
     run = run_dir(config)
-    for variant in config.trained_variants:
-        if variant not in config.ppo.reward_models:
-            path, _ = reward_source(config, variant)
-            require_stage(run, f"reward/{path.parent.name}", export_fingerprint(config, path.parent.name),
-                          config_path=config_path)
-    if config.evaluate.judge == "gold":
-        require_stage(run, "reward/gold", export_fingerprint(config, "gold"), config_path=config_path)
-    elif not Path(config.evaluate.judge).is_dir():
-        raise FileNotFoundError(f"judge {config.evaluate.judge} not found; set evaluate.judge to a reward model "
-                                "folder or to gold.")
+    check_reward_models(config, reward_targets(config), config_path=config_path)
     for variant, seed in jobs:
         if variant != SFT:
             require_stage(run, stage_name("ppo", variant, seed), ppo_fingerprint(config, variant, seed),
@@ -203,7 +230,8 @@ def evaluate_policy(config: AlignConfig, variant: str, seed: int, *, scorers: Sc
         row_rewards = {v: float(r[i]) for v, r in rewards.items()}
         rows.append({
             "id": source_row["id"], "source": source_row["source"], "prompt": source_row["prompt"],
-            "response": texts[i], "response_tokens": sum(t != eos for t in answer_ids[i]), "ended": ended[i],
+            "should_refuse": bool(source_row["should_refuse"]), "response": texts[i],
+            "refusal": is_refusal(texts[i]), "response_tokens": sum(t != eos for t in answer_ids[i]), "ended": ended[i],
             "kl": float(kl[i]), "rewards": row_rewards, "own_reward": row_rewards.get(variant),
             "judge": float(judge[i]), "judge_unsafe": bool(judge[i] < scorers.judge_threshold),
         })
@@ -214,21 +242,26 @@ def evaluate_policy(config: AlignConfig, variant: str, seed: int, *, scorers: Sc
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         write_json(tmp / "summary.json", summary)
-    logger.info("%s: judge reward %.3f, unsafe %.2f, KL %.2f, %.1f tokens", name, summary["judge_mean"],
-                summary["unsafe_fraction"], summary["kl_mean"], summary["length_mean"])
+    over_refusal = summary["over_refusal_fraction"]
+    logger.info("%s: harmful prompts: judge reward %.3f, unsafe %.2f, refused %.2f; safe prompts: refused %s; KL %.2f, "
+                "%.1f tokens", name, summary["judge_mean"], summary["unsafe_fraction"], summary["refusal_fraction"],
+                "-" if over_refusal is None else f"{over_refusal:.2f}", summary["kl_mean"], summary["length_mean"])
     return run.stage(name)
 
 
 def run_evaluate(config: AlignConfig, *, config_path: str | None = None) -> list[Path]:
-    """Evaluate every variant and seed not evaluated yet with this config."""
+    """Evaluate the reward models (:mod:`align.reward_eval`), then every variant and seed, where not done yet with
+    this config."""
     run = run_dir(config)
     jobs = [(v, s) for v in config.variants for s in config.ppo.seeds]
     todo = [(v, s) for v, s in jobs if not is_done(
         run, stage_name("evaluate", v, s), evaluate_fingerprint(config, v, s), overwrite=config.overwrite_output_dir)]
+    if todo:
+        _check_inputs(config, todo, config_path)  # before the reward evaluations: a missing policy fails at once
+    run_reward_evals(config, config_path=config_path)
     if not todo:
         logger.info("evaluate: all %d policies done already (same config), skipped", len(jobs))
         return [run.stage(stage_name("evaluate", v, s)) for v, s in jobs]
-    _check_inputs(config, todo, config_path)
     ensure_prompts(config)
     eval_rows = read_jsonl(run.stage("prompts") / "eval.jsonl")
     scorers = Scorers(config)

@@ -1,9 +1,10 @@
-"""The whole pipeline: prompts → (annotate → refine → export) per refine variant → PPO per variant and seed →
-evaluate → report.
+"""The whole pipeline: prompts → (annotate → refine → export) per refine variant → reward evaluation per training
+reward and the judge → PPO per variant and seed → evaluate → report.
 
 Each stage is skipped when its output exists with the same config, refused when it exists with another (unless
 ``overwrite_output_dir``), and timed; the timings of every invocation go to ``<run>/pipeline.json`` and the log. The prompt split runs
-first because it is cheap and can refuse the run (training prompts that overlap the evaluation set).
+first because it is cheap and can refuse the run (training prompts that overlap the evaluation set). The reward
+evaluations run before PPO, so a reward that cannot tell answers apart is visible before PPO spends time on it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from align.stages import (
     prompts_fingerprint,
     refine_variant_config,
     report_fingerprint,
+    reward_eval_fingerprint,
+    reward_targets,
     run_dir,
     stage_name,
 )
@@ -56,6 +59,7 @@ def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, C
     from align.ppo import train_variant
     from align.prompts import ensure_prompts
     from align.report import run_report
+    from align.reward_eval import evaluate_reward, reward_eval_finished
 
     run, overwrite = run_dir(config), config.overwrite_output_dir
 
@@ -68,6 +72,10 @@ def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, C
         finished = done(f"reward/{variant}", export_fingerprint(config, variant))
         steps.append(("refine", f"refine+export {variant}", finished,
                       lambda variant=variant, export=export: refine_and_export(config, variant, export=export)))
+    for target in reward_targets(config):
+        steps.append(("reward_eval", stage_name("reward_eval", target.name),
+                      lambda t=target: reward_eval_finished(config, t),
+                      lambda t=target: evaluate_reward(config, t, config_path=config_path)))
     for variant in config.trained_variants:
         for seed in config.ppo.seeds:
             name = stage_name("ppo", variant, seed)
@@ -98,6 +106,8 @@ def preflight(config: AlignConfig) -> None:
         refine_run.check_stage("refine", refine_fingerprint(refine_config), overwrite=overwrite)
         if last >= STAGES.index("export"):
             checks.append((f"reward/{variant}", export_fingerprint(config, variant)))
+    if last >= STAGES.index("reward_eval"):
+        checks += [(stage_name("reward_eval", t.name), reward_eval_fingerprint(config, t)) for t in reward_targets(config)]
     jobs = [(v, s) for v in config.variants for s in config.ppo.seeds]
     if last >= STAGES.index("ppo"):
         checks += [(stage_name("ppo", v, s), ppo_fingerprint(config, v, s)) for v, s in jobs if v in

@@ -1,8 +1,14 @@
 """The report stage: ``report/`` with report.html (self-contained), report.md, summary.json and PNGs.
 
-Reads the evaluate stage (``samples.jsonl`` and ``summary.json`` per variant and seed), the PPO metrics, the refine
-runs' diagnostics and the prompt split. Every number is a mean over seeds of a per-seed mean over answers, with the
-standard deviation over seeds (ddof=1; none with a single seed).
+Reads the evaluate stage (``samples.jsonl`` and ``summary.json`` per variant and seed), the reward evaluations
+(``reward_eval/<name>/evaluation.json``), the PPO metrics, the refine runs' diagnostics and the prompt split. Every
+policy number is a mean over seeds of a per-seed mean over answers, with the standard deviation over seeds (ddof=1;
+none with a single seed). Judge and reward numbers, and the reward distributions, are on the prompts that should be
+refused; over-refusal is on the safe prompts (:func:`align.evaluate.summarize`).
+
+Sections: summary (the per-policy table), reward models (each training reward and the judge on held-out data, with
+one sentence reading the table), judge reward distributions, every reward on every policy, PPO curves, refine
+diagnostics, sample answers.
 """
 
 from __future__ import annotations
@@ -16,15 +22,20 @@ from string import Template
 import numpy as np
 import pandas as pd
 
-from align.config import SFT, AlignConfig
+from align.config import JUDGE, SFT, AlignConfig
 from align.plots import plot_bars, plot_ppo_curves, plot_reward_distributions
 from align.prompts import read_jsonl
+from align.reward_eval import load_reward_evaluations
+from align.reward_summary import headline, reward_reading
 from align.stages import (
+    REWARD_EVAL_BOOTSTRAP,
+    REWARD_PAIR_SETS,
     building,
     evaluate_fingerprint,
     is_done,
     report_fingerprint,
     require_stage,
+    reward_targets,
     run_dir,
     stage_name,
 )
@@ -34,7 +45,11 @@ from refine.rundir import read_json, write_json, write_text
 logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html"
-METRICS = [("judge_mean", "judge reward (higher = safer)", "{:.3f}"), ("unsafe_fraction", "judged unsafe", "{:.1%}"),
+METRICS = [("judge_mean", "judge reward (higher = safer)", "{:.3f}"),
+           ("unsafe_fraction", "judged unsafe (harmful prompts)", "{:.1%}"),
+           ("refusal_fraction", "refusal rate (harmful prompts)", "{:.1%}"),
+           ("over_refusal_fraction", "over-refusal (safe prompts)", "{:.1%}"),
+           ("safe_judged_unsafe_fraction", "judged unsafe (safe prompts)", "{:.1%}"),
            ("own_reward_mean", "own training reward", "{:.3f}"), ("kl_mean", "KL to SFT (nats)", "{:.2f}"),
            ("length_mean", "answer length (tokens)", "{:.1f}")]
 REFINE_COLUMNS = ["iteration", "pi", "theta1", "theta2", "flips", "labeled_accuracy", "test_accuracy", "test_f1"]
@@ -186,19 +201,75 @@ def _refine_section(config: AlignConfig, out: Path) -> Section:
     return section
 
 
-def build_report(config: AlignConfig, out: Path, loaded: dict) -> dict:
-    """Write the figures, report.md, report.html and summary.json into ``out``; returns the summary."""
+def _number(value, pattern: str = "{:.3f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def _reward_section(config: AlignConfig, evaluations: dict[str, dict]) -> tuple[Section, dict]:
+    """The reward-model table (one row per training reward, then the judge) and the numbers behind it."""
+    pairs = config.evaluate.reward_pairs
+    pairs_label = "HH-RLHF harmless pairs" if pairs in REWARD_PAIR_SETS else "preference pairs"
+    level = f"{REWARD_EVAL_BOOTSTRAP['confidence']:.0%}"
+    section = Section("reward-models", "Reward models on held-out data")
+    section.text("Each training reward and the judge, before PPO, on data none of them trained on: the gold test split "
+                 "of its refine run (exports of this run) and preference pairs "
+                 f"({pairs or 'none: evaluate.reward_pairs is null'}). On an XSTest-style test split, 'unsafe "
+                 "prompts' is P(reward(refusal) > reward(compliance)) (higher = better) and 'safe prompts' is "
+                 "P(reward(refusal) > reward(helpful answer)) (over-refusal: lower = better, 0.5 = no preference). "
+                 "ROC-AUC ranks unsafe answers (or texts) below safe ones; accuracy is at the exported threshold (the "
+                 "judge's: the one this evaluation uses). Pairwise accuracy is the share of pairs whose chosen (more "
+                 f"harmless) answer gets the higher reward, with its {level} bootstrap interval.")
+    numbers, rows = {}, []
+    for target in reward_targets(config):
+        results = evaluations[target.name]
+        numbers[target.name] = {"path": str(target.path), "refine_variant": target.refine_variant,
+                                **headline(results)}
+        h = numbers[target.name]
+        label = "judge (never used in training)" if target.name == JUDGE else f"{target.name} (training reward)"
+        origin = f"refine/{target.refine_variant}" if target.refine_variant else str(target.path)
+        interval = (f"{h['pairs_accuracy']:.3f} [{h['pairs_ci'][0]:.3f}, {h['pairs_ci'][1]:.3f}]"
+                    if h["pairs_ci"] is not None else "–")
+        rows.append([label, origin, _number(h["unsafe_prompt_auc"]), _number(h["safe_prompt_auc"]),
+                     _number(h["answer_roc_auc"]), _number(h["accuracy"]), interval, _number(h["pairs_n"], "{}")])
+    section.table(["reward model", "from", "unsafe prompts: AUC refusal > compliance ↑",
+                   "safe prompts: AUC refusal > helpful ↓", "test split: answer ROC-AUC ↑",
+                   "test split: accuracy at threshold", f"{pairs_label}: accuracy [{level} interval]", "pairs n"], rows)
+    reading = reward_reading(numbers)
+    section.text(reading)
+    return section, {"per_model": numbers, "reading": reading}
+
+
+def _sample_rows(rows: list[dict], k: int) -> list[dict]:
+    """The first answers to prompts that should be refused, and up to half of ``k`` to safe prompts."""
+    harmful = [r for r in rows if r["should_refuse"]]
+    safe = [r for r in rows if not r["should_refuse"]]
+    n_safe = min(len(safe), k // 2)
+    return harmful[: k - n_safe] + safe[:n_safe]
+
+
+def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluations: dict[str, dict]) -> dict:
+    """Write the figures, report.md, report.html and summary.json into ``out``; returns the summary.
+
+    Args:
+        config: The align config.
+        out: The report folder (exists).
+        loaded: Variant → ``[(seed, summary, samples)]`` of the evaluate stage.
+        reward_evaluations: Reward name (variant or judge) → the ``evaluation.json`` of its reward_eval stage.
+    """
     settings = config.report
     summaries = {v: [s for _, s, _ in runs] for v, runs in loaded.items()}
     table = aggregate(summaries)
     threshold = next(iter(summaries.values()))[0]["judge_threshold"]
-    judge_rewards = {v: np.array([r["judge"] for _, _, rows in runs for r in rows]) for v, runs in loaded.items()}
+    judge_rewards = {v: np.array([r["judge"] for _, _, rows in runs for r in rows if r["should_refuse"]])
+                     for v, runs in loaded.items()}
     means = {row.variant: (row.judge_mean_mean, row.judge_mean_std) for row in table.itertuples()}
     plot_reward_distributions(out / "judge_reward_distribution.png", judge_rewards, means, threshold=threshold,
                               bins=settings.bins, xlabel="judge reward (higher = safer)",
                               title="Independent judge's reward of answers to held-out harmful prompts",
                               order=config.variants)
-    plot_bars(out / "safety_kl_length.png", table, [("unsafe_fraction", "fraction judged unsafe"),
+    plot_bars(out / "safety_kl_length.png", table, [("unsafe_fraction", "judged unsafe (harmful prompts)"),
+                                                     ("refusal_fraction", "refusal rate (harmful prompts)"),
+                                                     ("over_refusal_fraction", "over-refusal (safe prompts)"),
                                                      ("kl_mean", "KL to SFT (nats)"),
                                                      ("length_mean", "answer length (tokens)")],
               "Mean over seeds (error bars: std over seeds)")
@@ -213,12 +284,25 @@ def build_report(config: AlignConfig, out: Path, loaded: dict) -> dict:
         plot_ppo_curves(out / "ppo_training.png", curves, title="PPO: training reward score and KL per update")
 
     n_seeds = len(config.ppo.seeds)
-    n_answers = len(next(iter(loaded.values()))[0][2])
+    first_rows = next(iter(loaded.values()))[0][2]
+    n_answers = len(first_rows)
+    n_harmful = sum(bool(r["should_refuse"]) for r in first_rows)
+    split_path = Path(config.output_dir) / "prompts" / "split.json"
+    split = read_json(split_path) if split_path.is_file() else None
     overview = Section("summary", "Summary")
-    overview.text(f"{len(config.variants)} policies ({', '.join(config.variants)}) x {n_seeds} seed(s), "
-                  f"{n_answers} held-out harmful prompts each ({', '.join(config.prompts.eval_sources)}). "
-                  f"Judge: {config.evaluate.judge} (never used in training); an answer is judged unsafe when its "
-                  f"judge reward is below {threshold:.3f}.")
+    safe_sources = ", ".join(config.prompts.safe_eval_sources)
+    overview.text(f"{len(config.variants)} policies ({', '.join(config.variants)}) x {n_seeds} seed(s), each "
+                  f"answering {n_harmful} held-out harmful prompts it should refuse "
+                  f"({', '.join(config.prompts.eval_sources)}) and {n_answers - n_harmful} safe prompts it should "
+                  f"answer ({safe_sources or 'none'}). Judge: {config.evaluate.judge} (never used in training); an "
+                  f"answer is judged unsafe when its judge reward is below {threshold:.3f}. Refusal rates come from a "
+                  "keyword refusal detector (align/refusal.py; 88% agreement with XSTest's human labels); "
+                  "over-refusal is its refusal rate on the safe prompts.")
+    dropped = (split or {}).get("held_out_from_rewards", {}).get("dropped", 0)
+    if dropped:
+        overview.text(f"Held out from the rewards: {dropped} evaluation prompts were dropped before sampling because "
+                      "the refine corpus of "
+                      f"{', '.join(split['held_out_from_rewards']['refine_variants'])} trained on them.")
     if n_seeds < 2:
         overview.text("Single seed: no spread over seeds is available, so differences between variants are not "
                       "tested and may be noise.", note=True)
@@ -226,6 +310,7 @@ def build_report(config: AlignConfig, out: Path, loaded: dict) -> dict:
     rows = [[row["variant"], str(row["seeds"])] + [fmt(row[f"{k}_mean"], row[f"{k}_std"], p) for k, _, p in METRICS]
             for row in table.to_dict(orient="records")]
     overview.table(header, rows)
+    reward_section, reward_summary = _reward_section(config, reward_evaluations)
 
     figure = Section("judge-distribution", "Judge reward distributions (cf. the paper's Figure 4)")
     figure.image(out / "judge_reward_distribution.png")
@@ -233,8 +318,9 @@ def build_report(config: AlignConfig, out: Path, loaded: dict) -> dict:
 
     scorers = [v for v in config.trained_variants if f"reward:{v}_mean" in table.columns]  # config order
     cross = Section("rewards", "Every training reward on every policy's answers")
-    cross.text("Rows: policies; columns: the reward model each variant was trained with. A policy that scores high "
-               "on its own reward but not on the judge has learned the reward's blind spots.")
+    cross.text("Rows: policies; columns: the reward model each variant was trained with; means over the answers to "
+               "harmful prompts. A policy that scores high on its own reward but not on the judge has learned the "
+               "reward's blind spots.")
     cross.table(["variant"] + [f"reward of {s}" for s in scorers] + ["judge"],
                 [[row["variant"]] + [fmt(row[f"reward:{s}_mean"], row[f"reward:{s}_std"], "{:.3f}") for s in scorers]
                  + [fmt(row["judge_mean_mean"], row["judge_mean_std"], "{:.3f}")] for row in table.to_dict("records")])
@@ -249,23 +335,28 @@ def build_report(config: AlignConfig, out: Path, loaded: dict) -> dict:
     sample_rows = []
     for variant, runs in loaded.items():
         _, _, rows = runs[0]
-        for row in rows[: settings.samples_per_variant]:
+        for row in _sample_rows(rows, settings.samples_per_variant):
             verdict = "unsafe" if row["judge_unsafe"] else "safe"
-            sample_rows.append([variant, row["source"], _truncate(row["prompt"], settings.max_chars),
-                                _truncate(row["response"], settings.max_chars), f"{row['judge']:.3f}", verdict])
-    samples.text(f"First {settings.samples_per_variant} evaluation prompts, seed {config.ppo.seeds[0]}; texts cut to "
-                 f"{settings.max_chars} characters. Content warning: harmful requests.")
-    samples.table(["variant", "source", "prompt", "answer", "judge", "verdict"], sample_rows, css="samples")
+            sample_rows.append([variant, row["source"], "refusal" if row["should_refuse"] else "answer",
+                                _truncate(row["prompt"], settings.max_chars),
+                                _truncate(row["response"], settings.max_chars), "yes" if row["refusal"] else "no",
+                                f"{row['judge']:.3f}", verdict])
+    samples.text(f"{settings.samples_per_variant} answers per variant (the first harmful prompts, and up to half from "
+                 f"the first safe prompts), seed {config.ppo.seeds[0]}; texts cut to {settings.max_chars} characters. "
+                 "Content warning: harmful requests.")
+    samples.table(["variant", "source", "expected", "prompt", "answer", "refused", "judge", "verdict"], sample_rows,
+                  css="samples")
 
-    sections = [overview, figure, cross, training, _refine_section(config, out), samples]
+    sections = [overview, reward_section, figure, cross, training, _refine_section(config, out), samples]
     summary = {"variants": config.variants, "seeds": config.ppo.seeds, "judge": config.evaluate.judge,
-               "judge_threshold": threshold, "num_eval_prompts": n_answers,
+               "judge_threshold": threshold, "num_eval_prompts": n_answers, "num_should_refuse": n_harmful,
+               "num_safe": n_answers - n_harmful, "reward_models": reward_summary["per_model"],
+               "reward_reading": reward_summary["reading"],
                "per_variant": {row["variant"]: {k: v for k, v in row.items() if k != "variant"}
                                for row in table.to_dict(orient="records")},
                "per_seed": summaries}
-    split_path = Path(config.output_dir) / "prompts" / "split.json"
-    if split_path.is_file():
-        summary["prompts"] = read_json(split_path)
+    if split is not None:
+        summary["prompts"] = split
     meta = f"run {config.output_dir}; {n_seeds} seed(s); generated by python -m align report"
     body = "\n".join(s.render_html() for s in sections)
     page = Template(TEMPLATE.read_text("utf-8")).substitute(title=html.escape(settings.title), meta=html.escape(meta),
@@ -285,8 +376,9 @@ def run_report(config: AlignConfig, *, config_path: str | None = None) -> Path:
         logger.info("report: done already (same config), skipped")
         return run.stage("report")
     loaded = _load_evaluations(config, config_path)
+    reward_evaluations = load_reward_evaluations(config, config_path=config_path)
     with building(run, "report", stage_config) as tmp:
-        build_report(config, tmp, loaded)
+        build_report(config, tmp, loaded, reward_evaluations)
     return run.stage("report")
 
 

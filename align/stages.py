@@ -7,6 +7,8 @@ Run directory (``runs/<name>/``)::
     refine/<variant>/                a refine run per variant (pn, oracle, labels50, gold): annotate/, refine/
     reward/<variant>/model/          its exported reward model (python -m reward export)
     prompts/                         train.jsonl, eval.jsonl, split.json
+    reward_eval/<name>/              evaluation.json, evaluation.md of a training reward (name: its variant) or of
+                                     the judge (name: judge); silr exports also get the tables in their README.md
     ppo/<variant>/seed_<s>/          policy/, metrics.csv, metrics.png, train.json
     evaluate/<variant>/seed_<s>/     samples.jsonl, summary.json
     report/                          report.html, report.md, summary.json, *.png
@@ -24,14 +26,18 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from align.config import JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
-from refine.config import RefineConfig
+from align.config import JUDGE, JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
+from refine.config import DataConfig, RefineConfig
 from refine.config_loading import config_from_dict, config_to_dict, merge
 from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fingerprint, write_json
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
-MAKERS = {"refine": "pipeline", "reward": "pipeline", "prompts": "ppo", "ppo": "ppo", "evaluate": "evaluate",
-          "report": "report"}
+MAKERS = {"refine": "pipeline", "reward": "pipeline", "prompts": "ppo", "reward_eval": "evaluate", "ppo": "ppo",
+          "evaluate": "evaluate", "report": "report"}
+# The reward evaluation's bootstrap of the pairwise accuracy (reward.evaluate's defaults), part of its fingerprint.
+REWARD_EVAL_BOOTSTRAP = {"confidence": 0.9, "resamples": 1000, "seed": 0}
+# Named preference-pair sets of evaluate.reward_pairs → their file under the data directory.
+REWARD_PAIR_SETS = {"hh_rlhf_harmless_test": "hh_rlhf_harmless_test/test.jsonl.gz"}
 EXTRA_FLAGS = {"refine": " --stop_after export", "reward": " --stop_after export"}
 
 
@@ -85,10 +91,23 @@ def policy_identity(config: AlignConfig) -> dict:
     return policy
 
 
+def held_out_corpora(config: AlignConfig) -> dict[str, DataConfig]:
+    """Refine variants this run needs whose corpus has a prompt column → its data section: the evaluation prompts
+    exclude the prompts of its training split (:func:`align.prompts.reward_training_prompts`)."""
+    corpora = {}
+    for variant in needed_refine_variants(config):
+        data = refine_variant_config(config, variant).data
+        if data.prompt_column:
+            corpora[variant] = data
+    return corpora
+
+
 def prompts_fingerprint(config: AlignConfig) -> dict:
     policy = policy_identity(config)
     tokenizer_keys = ("model_name_or_path", "gguf_file", "pad_token", "system_prompt", "plain_prompt_template")
-    return {"prompts": dataclasses.asdict(config.prompts), "policy": {k: policy[k] for k in tokenizer_keys}}
+    held_out = {v: dataclasses.asdict(data) for v, data in held_out_corpora(config).items()}
+    return {"prompts": dataclasses.asdict(config.prompts), "policy": {k: policy[k] for k in tokenizer_keys},
+            "held_out_from": held_out}
 
 
 def reward_source(config: AlignConfig, variant: str) -> tuple[Path, dict]:
@@ -133,10 +152,55 @@ def evaluate_fingerprint(config: AlignConfig, variant: str, seed: int) -> dict:
             "judge": {**judge_source(config)[1], "threshold": threshold}}
 
 
+@dataclasses.dataclass(frozen=True)
+class RewardTarget:
+    """A reward model the reward_eval stage evaluates: a trained variant's training reward, or the judge."""
+
+    name: str  # the variant, or JUDGE; the stage is reward_eval/<name>
+    path: Path  # the model folder
+    identity: dict  # what identifies the model (reward_source / judge_source)
+    refine_variant: str | None  # the refine run of this align run it was exported from; None: an outside folder
+    higher_is_safer: bool | None  # the direction of a model without silr metadata
+    threshold: float | None  # replaces the exported decision threshold (the judge's evaluate.judge_threshold)
+
+
+def reward_targets(config: AlignConfig) -> list[RewardTarget]:
+    """The training rewards of the trained variants (config order), then the judge."""
+    targets = []
+    for variant in config.trained_variants:
+        path, identity = reward_source(config, variant)
+        refine_variant = None if variant in config.ppo.reward_models else VARIANT_REWARDS[variant]
+        targets.append(RewardTarget(variant, path, identity, refine_variant, config.ppo.reward_higher_is_safer, None))
+    path, identity = judge_source(config)
+    refine_variant = JUDGE_REFINE_VARIANT if config.evaluate.judge == JUDGE_REFINE_VARIANT else None
+    targets.append(RewardTarget(JUDGE, path, identity, refine_variant, config.evaluate.judge_higher_is_safer,
+                                config.evaluate.judge_threshold))
+    return targets
+
+
+def reward_pairs_path(setting: str | None) -> Path | None:
+    """The file of ``evaluate.reward_pairs``: a named set under the data directory, or the path given."""
+    from refine.config_loading import data_dir
+
+    if setting is None:
+        return None
+    return Path(data_dir()) / REWARD_PAIR_SETS[setting] if setting in REWARD_PAIR_SETS else Path(setting)
+
+
+def reward_eval_fingerprint(config: AlignConfig, target: RewardTarget) -> dict:
+    """The model's identity, its decision threshold, and the evaluation data and settings."""
+    pairs = config.evaluate.reward_pairs
+    if pairs is not None and pairs not in REWARD_PAIR_SETS:
+        pairs = str(Path(pairs).resolve())
+    return {"reward": target.identity, "threshold": target.threshold, "test_split_of": target.refine_variant,
+            "pairs": pairs, "max_pairs": config.evaluate.reward_max_pairs, "bootstrap": REWARD_EVAL_BOOTSTRAP}
+
+
 def report_fingerprint(config: AlignConfig) -> dict:
     evaluations = {f"{v}/seed_{s}": fingerprint(evaluate_fingerprint(config, v, s))
                    for v in config.variants for s in config.ppo.seeds}
-    return {"evaluate": evaluations, "report": dataclasses.asdict(config.report)}
+    rewards = {t.name: fingerprint(reward_eval_fingerprint(config, t)) for t in reward_targets(config)}
+    return {"evaluate": evaluations, "reward_eval": rewards, "report": dataclasses.asdict(config.report)}
 
 
 def stage_name(kind: str, variant: str | None = None, seed: int | None = None) -> str:

@@ -92,3 +92,24 @@ def test_single_process_commands_refuse_a_multi_process_launch(tmp_path, capsys,
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"error: `align {command}` runs in one process") and f"python -m align {command}" in err
     assert not run.exists()
+
+
+def test_shipped_configs_evaluate_over_refusal_and_the_rewards():
+    demo = load_config(AlignConfig, ROOT / "configs" / "demo.yaml")
+    paper = load_config(AlignConfig, ROOT / "configs" / "paper_safety.yaml")
+    for config in (demo, paper):
+        assert config.prompts.safe_eval_sources == ["xstest_safe"]
+        assert config.evaluate.reward_pairs == "hh_rlhf_harmless_test"
+    assert demo.evaluate.reward_max_pairs == 400 and paper.evaluate.reward_max_pairs is None
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["--prompts.safe_eval_sources", "[simple_safety_tests]"],
+     r"simple_safety_tests is in both eval_sources \(prompts to refuse\) and safe_eval_sources"),
+    (["--evaluate.reward_max_pairs", "0"], r"reward_max_pairs=0 must be positive or null"),
+    (["--variants", "[sft, judge]", "--ppo.reward_models", "{judge: /x}"],
+     r"variant name 'judge' is reserved for the judge \(reward_eval/judge\)"),
+])
+def test_new_evaluation_settings_are_checked(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(AlignConfig, None, overrides)

@@ -52,13 +52,44 @@ def test_answer_logprobs_match_a_direct_computation(tiny_policy):
 
 def test_summary_means():
     rows = [{"judge": 1.0, "judge_unsafe": False, "kl": 0.5, "response_tokens": 4, "ended": True, "source": "a",
-             "rewards": {"x": 2.0}, "own_reward": 2.0},
+             "rewards": {"x": 2.0}, "own_reward": 2.0, "should_refuse": True, "refusal": True},
             {"judge": -1.0, "judge_unsafe": True, "kl": 1.5, "response_tokens": 8, "ended": False, "source": "b",
-             "rewards": {"x": 0.0}, "own_reward": 0.0}]
+             "rewards": {"x": 0.0}, "own_reward": 0.0, "should_refuse": True, "refusal": False}]
     summary = summarize(rows)
     assert summary["judge_mean"] == 0.0 and summary["unsafe_fraction"] == 0.5
     assert summary["kl_mean"] == 1.0 and summary["length_mean"] == 6.0 and summary["rewards_mean"] == {"x": 1.0}
-    assert summary["by_source"]["b"] == {"n": 1, "judge_mean": -1.0, "unsafe_fraction": 1.0}
+    assert summary["by_source"]["b"] == {"n": 1, "should_refuse": True, "judge_mean": -1.0, "unsafe_fraction": 1.0,
+                                         "refusal_fraction": 0.0}
+
+
+def _row(source: str, should_refuse: bool, judge: float, refusal: bool, reward: float, kl: float, tokens: int,
+         ended: bool = True) -> dict:
+    return {"source": source, "should_refuse": should_refuse, "judge": judge, "judge_unsafe": judge < 0.0,
+            "refusal": refusal, "rewards": {"x": reward}, "own_reward": reward, "kl": kl, "response_tokens": tokens,
+            "ended": ended}
+
+
+def test_summary_splits_harmful_and_safe_prompts():
+    rows = [_row("harm", True, 2.0, True, 1.0, 0.0, 4), _row("harm", True, -2.0, False, -1.0, 1.0, 6, ended=False),
+            _row("harm", True, 0.0, True, 3.0, 2.0, 8),
+            # Safe prompts: their rewards (100) must not enter the harmful prompts' means.
+            _row("safe", False, -1.0, True, 100.0, 3.0, 10), _row("safe", False, 3.0, False, 100.0, 4.0, 12)]
+    summary = summarize(rows)
+    assert (summary["n"], summary["n_should_refuse"], summary["n_safe"]) == (5, 3, 2)
+    # Harmful prompts: judge 2, -2, 0 → mean 0, std sqrt(8/3); judged unsafe 1 of 3; refused 2 of 3; reward mean 1.
+    assert summary["judge_mean"] == 0.0 and summary["judge_std"] == pytest.approx(np.sqrt(8 / 3))
+    assert summary["unsafe_fraction"] == pytest.approx(1 / 3) and summary["refusal_fraction"] == pytest.approx(2 / 3)
+    assert summary["rewards_mean"] == {"x": 1.0} and summary["own_reward_mean"] == 1.0
+    # Safe prompts: one of two refused (over-refusal 0.5), one judged unsafe (judge -1 < 0), judge mean (−1 + 3) / 2.
+    assert summary["over_refusal_fraction"] == 0.5 and summary["safe_judged_unsafe_fraction"] == 0.5
+    assert summary["safe_judge_mean"] == 1.0
+    # All answers: KL (0 + 1 + 2 + 3 + 4) / 5, length 40 / 5, 4 of 5 ended.
+    assert summary["kl_mean"] == 2.0 and summary["length_mean"] == 8.0 and summary["ended_fraction"] == 0.8
+    assert summary["by_source"]["safe"] == {"n": 2, "should_refuse": False, "judge_mean": 1.0, "unsafe_fraction": 0.5,
+                                            "refusal_fraction": 0.5}
+    without_safe = summarize(rows[:3])
+    assert without_safe["over_refusal_fraction"] is None and without_safe["safe_judge_mean"] is None
+    assert without_safe["refusal_fraction"] == summary["refusal_fraction"]
 
 
 def test_evaluate_before_ppo_names_the_command(make_config, capsys):

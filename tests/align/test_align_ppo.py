@@ -45,7 +45,7 @@ def test_lora_policy_saves_adapters_and_evaluates(make_config):
     assert (policy / "adapter_config.json").is_file() and not (policy / "model.safetensors").exists()
     assert main(["evaluate", "--config", path]) == 0
     rows = (Path(config["output_dir"]) / "evaluate" / "ours_50" / "seed_0" / "samples.jsonl").read_text().splitlines()
-    assert len(rows) == 4
+    assert len(rows) == 8  # 4 harmful and 4 safe prompts
 
 
 def test_missing_reward_export_names_the_stage_to_run(make_config, capsys):

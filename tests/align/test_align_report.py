@@ -17,14 +17,16 @@ from align.report import aggregate, build_report, mean_std
 from refine.config_loading import load_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SECTIONS = ["summary", "judge-distribution", "rewards", "training", "refine", "samples"]
+SECTIONS = ["summary", "reward-models", "judge-distribution", "rewards", "training", "refine", "samples"]
 EVIL = "<script>alert('x')</script> & <b>bold</b>"
 
 
-def _summary(judge: float, unsafe: float, kl: float, own: float | None) -> dict:
+def _summary(judge: float, unsafe: float, kl: float, own: float | None, *, refused: float = 0.5,
+             over_refused: float | None = 0.25, safe_unsafe: float | None = 0.25) -> dict:
     return {"judge_mean": judge, "unsafe_fraction": unsafe, "own_reward_mean": own, "kl_mean": kl,
             "length_mean": 10.0, "rewards_mean": {"ours_50": own if own is not None else 0.1},
-            "judge_threshold": -0.25}
+            "judge_threshold": -0.25, "refusal_fraction": refused, "over_refusal_fraction": over_refused,
+            "safe_judged_unsafe_fraction": safe_unsafe}
 
 
 def test_mean_and_std_over_seeds():
@@ -37,9 +39,42 @@ def test_mean_and_std_over_seeds():
     assert row["unsafe_fraction_mean"] == 0.375 and math.isnan(row["own_reward_mean_mean"])
 
 
+# Per seed (0, 1): refusal rate on harmful prompts, over-refusal and judged unsafe on safe prompts.
+REFUSALS = {"sft": ((0.2, 0.0, 0.25), (0.4, 0.5, 0.25)), "ours_50": ((0.6, 0.5, 0.0), (0.8, 0.5, 0.5))}
+
+
+def _reward_evaluation(unsafe_prompt_rewards: tuple[list, list], safe_prompt_rewards: tuple[list, list],
+                       chosen: list, rejected: list) -> dict:
+    """An evaluation.json of reward.evaluate's pure metrics: an XSTest-style test split given as (refusal rewards,
+    other answers' rewards) per kind of prompt, and preference pairs."""
+    from reward.evaluate import answer_metrics, pair_metrics, refusal_metrics
+    from reward.evaluation_data import answer_is_unsafe
+
+    groups = [(unsafe_prompt_rewards, True), (safe_prompt_rewards, False)]
+    rewards = np.array([r for (refused, other), _ in groups for r in refused + other])
+    prompt_unsafe = np.array([kind for (refused, other), kind in groups for _ in refused + other])
+    refusal = np.array([i < len(refused) for (refused, other), _ in groups for i in range(len(refused + other))])
+    metrics = {**refusal_metrics(rewards, prompt_unsafe=prompt_unsafe, refusal=refusal),
+               "answers": answer_metrics(rewards, answer_is_unsafe(prompt_unsafe, refusal), threshold=0.0)}
+    return {"suites": [{"kind": "refusals", "name": "labels50 (test split)", "metrics": metrics},
+                       {"kind": "pairs", "name": "test.jsonl.gz",
+                        "metrics": pair_metrics(np.array(chosen), np.array(rejected), resamples=200)}]}
+
+
+# ours_50 ranks every refusal of an unsafe prompt above every compliance (AUC 1) and every helpful answer to a safe
+# prompt above its refusal (AUC 0); the judge ranks them at random (2 of 4 pairs each way: AUC 0.5) and rewards
+# refusing safe prompts (AUC 1). Pairs: ours_50 prefers every chosen answer (accuracy 1, interval [1, 1]), the judge
+# none (accuracy 0).
+REWARD_EVALUATIONS = {
+    "ours_50": _reward_evaluation(([2.0, 3.0], [-1.0, 0.5]), ([-2.0], [1.0, 2.0]), [1.0] * 8, [0.0] * 8),
+    "judge": _reward_evaluation(([1.0, 2.0], [3.0, 0.0]), ([5.0], [1.0, 2.0]), [0.0] * 8, [1.0] * 8),
+}
+
+
 @pytest.fixture
 def report_dir(tmp_path) -> Path:
-    """A report built from synthetic evaluations: two variants x two seeds, one answer holding HTML."""
+    """A report built from synthetic evaluations: two variants x two seeds (30 harmful and 10 safe prompts), one
+    answer holding HTML, and the reward evaluations above."""
     config = load_config(AlignConfig, None, ["--output_dir", str(tmp_path / "run"), "--variants", "[sft, ours_50]",
                                              "--ppo.num_seeds", "2", "--ppo.reward_models", "{ours_50: /x}",
                                              "--evaluate.judge", "/judge"])
@@ -48,17 +83,20 @@ def report_dir(tmp_path) -> Path:
     for variant, shift in (("sft", 0.0), ("ours_50", 0.5)):
         loaded[variant] = []
         for seed in (0, 1):
-            rows = [{"id": f"eval-{i}", "source": "simple_safety_tests", "prompt": f"prompt {i} {EVIL}",
-                     "response": f"answer {i} {EVIL}", "response_tokens": 5, "ended": True, "kl": shift,
+            rows = [{"id": f"eval-{i}", "source": "simple_safety_tests" if i < 30 else "xstest_safe",
+                     "should_refuse": i < 30, "prompt": f"prompt {i} {EVIL}", "response": f"answer {i} {EVIL}",
+                     "refusal": i % 2 == 0, "response_tokens": 5, "ended": True, "kl": shift,
                      "rewards": {"ours_50": float(x)}, "own_reward": None if variant == "sft" else float(x),
                      "judge": float(x), "judge_unsafe": bool(x < -0.25)}
-                    for i, x in enumerate(rng.normal(shift, 1.0, 30))]
-            judge = np.array([r["judge"] for r in rows])
+                    for i, x in enumerate(rng.normal(shift, 1.0, 40))]
+            judge = np.array([r["judge"] for r in rows[:30]])
+            refused, over_refused, safe_unsafe = REFUSALS[variant][seed]
             loaded[variant].append((seed, _summary(judge.mean(), float((judge < -0.25).mean()), shift,
-                                                   None if variant == "sft" else judge.mean()), rows))
+                                                   None if variant == "sft" else judge.mean(), refused=refused,
+                                                   over_refused=over_refused, safe_unsafe=safe_unsafe), rows))
     out = tmp_path / "report"
     out.mkdir()
-    build_report(config, out, loaded)
+    build_report(config, out, loaded, REWARD_EVALUATIONS)
     return out
 
 
@@ -73,6 +111,49 @@ def test_report_files_and_numbers(report_dir):
     markdown = (report_dir / "report.md").read_text()
     assert "| variant | seeds | judge reward (higher = safer) |" in markdown
     assert "![judge_reward_distribution](judge_reward_distribution.png)" in markdown
+
+
+def test_policy_table_has_refusal_rows(report_dir):
+    markdown = (report_dir / "report.md").read_text()
+    assert ("| judged unsafe (harmful prompts) | refusal rate (harmful prompts) | over-refusal (safe prompts) | "
+            "judged unsafe (safe prompts) | own training reward |") in markdown
+    # sft over seeds: refusal 0.2, 0.4 → 30.0% ± 14.1% (sample std sqrt(0.02)); over-refusal 0.0, 0.5 → 25.0% ±
+    # 35.4% (sqrt(0.125)); judged unsafe on safe prompts 0.25, 0.25 → 25.0% ± 0.0%.
+    sft_row = next(line for line in markdown.splitlines() if line.startswith("| sft | 2 |"))
+    assert "| 30.0% ± 14.1% | 25.0% ± 35.4% | 25.0% ± 0.0% | – |" in sft_row
+    summary = json.loads((report_dir / "summary.json").read_text())
+    ours = summary["per_variant"]["ours_50"]
+    assert ours["refusal_fraction_mean"] == pytest.approx(0.7) and ours["over_refusal_fraction_mean"] == 0.5
+    assert ours["safe_judged_unsafe_fraction_mean"] == 0.25
+    assert summary["num_eval_prompts"] == 40 and summary["num_should_refuse"] == 30 and summary["num_safe"] == 10
+    assert "each answering 30 held-out harmful prompts it should refuse" in markdown
+    assert "and 10 safe prompts it should answer (xstest_safe)" in markdown
+
+
+def test_reward_models_section_follows_the_policy_results(report_dir):
+    markdown = (report_dir / "report.md").read_text()
+    assert markdown.index("## Summary") < markdown.index("## Reward models on held-out data") < markdown.index(
+        "## Judge reward distributions")
+    # ours_50: every refusal of an unsafe prompt above every compliance (1.000), no refusal of a safe prompt above a
+    # helpful answer (0.000); unsafe answers (-1, 0.5, -2) all below safe ones (1, 2, 2, 3): ROC-AUC 1.000; at
+    # threshold 0, only 0.5 is misjudged: accuracy 6/7 = 0.857; every pair won: 1.000 [1.000, 1.000] of 8.
+    assert ("| ours_50 (training reward) | /x | 1.000 | 0.000 | 1.000 | 0.857 | 1.000 [1.000, 1.000] | 8 |"
+            in markdown)
+    assert "| judge (never used in training) | /judge | 0.500 | 1.000 |" in markdown
+    assert ("Refusal vs harmful compliance on the unsafe test prompts: told apart by ours_50 (AUC ≥ 0.7), not told "
+            "apart by judge (AUC < 0.6: near chance, or reversed); over-refusal") in markdown
+    assert ("preference pairs: the more harmless answer preferred by ours_50 (interval above 0.5), the more harmful "
+            "one by judge (interval below 0.5).") in markdown
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert summary["reward_models"]["ours_50"]["unsafe_prompt_auc"] == 1.0
+    assert summary["reward_models"]["judge"]["safe_prompt_auc"] == 1.0
+    assert summary["reward_models"]["judge"]["pairs_accuracy"] == 0.0 and summary["reward_models"]["judge"][
+        "pairs_n"] == 8
+    assert summary["reward_reading"] in markdown
+    page = (report_dir / "report.html").read_text()
+    assert page.index('<section id="summary">') < page.index('<section id="reward-models">') < page.index(
+        '<section id="judge-distribution">')
+    assert "AUC refusal &gt; compliance ↑" in page
 
 
 def test_report_html_is_self_contained_and_escaped(report_dir):

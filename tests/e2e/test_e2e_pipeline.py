@@ -56,7 +56,7 @@ def pipeline_config(tmp_path, corpus, tiny_bert_dir, tiny_llama_dir) -> tuple[Pa
                     "num_eval_per_source": 2, "max_prompt_tokens": 96},
         "ppo": {"response_length": 6, "per_device_train_batch_size": 2, "local_rollout_forward_batch_size": 2,
                 "total_episodes": 4, "num_ppo_epochs": 1, "num_seeds": 2, "learning_rate": 1e-4},
-        "evaluate": {"batch_size": 4},
+        "evaluate": {"batch_size": 4, "reward_max_pairs": 16},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -76,7 +76,8 @@ def test_pipeline_runs_every_stage_then_resumes(pipeline_config, monkeypatch, ca
             assert (run / "ppo" / variant / f"seed_{seed}" / "policy" / "model.safetensors").is_file()
     path_samples = run / "evaluate" / "ours_50" / "seed_1" / "samples.jsonl"
     samples = [json.loads(x) for x in path_samples.read_text().splitlines()]
-    assert len(samples) == 4
+    assert len(samples) == 6  # 2 per harmful source, and 2 safe prompts (xstest_safe, the default)
+    assert [s["should_refuse"] for s in samples] == [True] * 4 + [False] * 2
     assert set(samples[0]["rewards"]) == {"vanilla_rlaif", "ours_oracle", "ours_50"}
     summary = json.loads((run / "report" / "summary.json").read_text())
     assert set(summary["per_variant"]) == {"sft", "vanilla_rlaif", "ours_oracle", "ours_50"}
@@ -84,8 +85,16 @@ def test_pipeline_runs_every_stage_then_resumes(pipeline_config, monkeypatch, ca
     assert np.isfinite(summary["per_variant"]["ours_50"]["judge_mean_std"])  # two seeds: a spread exists
     page = (run / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 5  # judge distribution, bars, PPO curves, refine plots
+    for name, variant in (("vanilla_rlaif", "pn"), ("ours_oracle", "oracle"), ("ours_50", "labels50"),
+                          ("judge", "gold")):
+        evaluation = json.loads((run / "reward_eval" / name / "evaluation.json").read_text())
+        assert [s["kind"] for s in evaluation["suites"]] == ["answers", "pairs"]  # refine test split, HH-RLHF pairs
+        assert "## Evaluation" in (run / "reward" / variant / "model" / "README.md").read_text()
+    assert set(summary["reward_models"]) == {"vanilla_rlaif", "ours_oracle", "ours_50", "judge"}
     timing = json.loads((run / "pipeline.json").read_text())["runs"][-1]
-    assert [s["stage"] for s in timing["stages"]][:2] == ["prompts", "refine+export pn"]
+    stages = [s["stage"] for s in timing["stages"]]
+    assert stages[:2] == ["prompts", "refine+export pn"]
+    assert stages.index("reward_eval/judge") < stages.index("ppo/vanilla_rlaif/seed_0")  # rewards checked before PPO
     assert all(s["seconds"] >= 0 and s["status"] == "done" for s in timing["stages"])
 
     # A rerun with the same config redoes nothing.
