@@ -1,10 +1,10 @@
 """The whole pipeline: prompts → (annotate → refine → export) per refine variant → reward evaluation per training
-reward and the judge → PPO per variant and seed → evaluate → report.
+reward and the judge → RL (the configured algorithm: PPO, GRPO or RLOO) per variant and seed → evaluate → report.
 
 Each stage is skipped when its output exists with the same config, refused when it exists with another (unless
 ``overwrite_output_dir``), and timed; the timings of every invocation go to ``<run>/pipeline.json`` and the log. The prompt split runs
 first because it is cheap and can refuse the run (training prompts that overlap the evaluation set). The reward
-evaluations run before PPO, so a reward that cannot tell answers apart is visible before PPO spends time on it.
+evaluations run before training, so a reward that cannot tell answers apart is visible before RL spends time on it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from align.stages import (
     export_fingerprint,
     is_done,
     needed_refine_variants,
-    ppo_fingerprint,
     prompts_fingerprint,
     refine_variant_config,
     report_fingerprint,
@@ -31,6 +30,8 @@ from align.stages import (
     reward_targets,
     run_dir,
     stage_name,
+    train_fingerprint,
+    training_stage,
 )
 from refine.config_loading import config_to_dict
 from refine.rundir import read_json, write_json, write_yaml
@@ -50,16 +51,17 @@ def refine_and_export(config: AlignConfig, variant: str, *, export: bool = True)
     run_refine(refine_config)
     if export:
         with building(run, name, stage_config) as tmp:
-            export_reward_model(refine_config.output_dir, tmp / "model", iteration=config.export_iteration)
+            export_reward_model(refine_config.output_dir, tmp / "model", iteration=config.export_iteration,
+                                trust_remote_code=refine_config.classifier.trust_remote_code)
 
 
 def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, Callable[[], bool], Callable]]:
     """``(stage kind, label, finished, run)`` in order, cut after ``stop_after``; ``finished()`` is checked first."""
     from align.evaluate import run_evaluate
-    from align.ppo import train_variant
     from align.prompts import ensure_prompts
     from align.report import run_report
     from align.reward_eval import evaluate_reward, reward_eval_finished
+    from align.train import train_variant
 
     run, overwrite = run_dir(config), config.overwrite_output_dir
 
@@ -78,8 +80,8 @@ def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, C
                       lambda t=target: evaluate_reward(config, t, config_path=config_path)))
     for variant in config.trained_variants:
         for seed in config.ppo.seeds:
-            name = stage_name("ppo", variant, seed)
-            steps.append(("ppo", name, done(name, ppo_fingerprint(config, variant, seed)),
+            name = training_stage(config, variant, seed)
+            steps.append(("train", name, done(name, train_fingerprint(config, variant, seed)),
                           lambda v=variant, s=seed: train_variant(config, v, s, config_path=config_path)))
     evaluations = [done(stage_name("evaluate", v, s), evaluate_fingerprint(config, v, s))
                    for v in config.variants for s in config.ppo.seeds]
@@ -109,8 +111,8 @@ def preflight(config: AlignConfig) -> None:
     if last >= STAGES.index("reward_eval"):
         checks += [(stage_name("reward_eval", t.name), reward_eval_fingerprint(config, t)) for t in reward_targets(config)]
     jobs = [(v, s) for v in config.variants for s in config.ppo.seeds]
-    if last >= STAGES.index("ppo"):
-        checks += [(stage_name("ppo", v, s), ppo_fingerprint(config, v, s)) for v, s in jobs if v in
+    if last >= STAGES.index("train"):
+        checks += [(training_stage(config, v, s), train_fingerprint(config, v, s)) for v, s in jobs if v in
                    config.trained_variants]
     if last >= STAGES.index("evaluate"):
         checks += [(stage_name("evaluate", v, s), evaluate_fingerprint(config, v, s)) for v, s in jobs]

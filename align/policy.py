@@ -9,6 +9,10 @@
   same pad token, distinct from EOS (TRL PPO treats every pad id as padding); if it is new, the embeddings grow by
   one row set to the mean of the others, deterministically, so policy, reference and value model agree. By Jensen's
   inequality a mean output row gives the pad token at most probability 1/V at any step.
+- :func:`policy_folder_with_pad`: a folder that loads as exactly what :func:`load_policy` returns (pad token and its
+  embedding row included), for trainers that load the policy and their reference copy from a path themselves (TRL's
+  GRPO and RLOO build the reference with ``from_pretrained(model.config._name_or_path)``): saved once under
+  ``policy.cache_dir`` when the pad token is new, else the policy's own folder.
 - :class:`PromptFormatter`: prompts → the policy's chat template with a generation prompt, or plain text
   (``plain_prompt_template``) with a warning when the tokenizer has no chat template.
 """
@@ -37,7 +41,7 @@ def _is_local(path: str) -> bool:
 
 def resolve_policy_path(config: PolicyConfig) -> str:
     """The folder (or Hub id) to load the SFT policy from; converts a GGUF policy once (see module docstring)."""
-    location = locate_model(config.model_name_or_path, config.gguf_file)
+    location = locate_model(config.model_name_or_path, config.gguf_file, setting="policy.model_name_or_path")
     if location.gguf_file is None:
         return location.path
     return str(convert_gguf_policy(location, Path(config.cache_dir)))
@@ -114,7 +118,7 @@ def _grow_embeddings(model, size: int) -> None:
 
 def ensure_pad_token(model, tokenizer, pad_token: str) -> None:
     """Give ``tokenizer`` a pad token distinct from EOS (added if needed) and ``model`` the rows and ids for it."""
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+    if _needs_pad_token(tokenizer):
         if pad_token == tokenizer.eos_token:
             raise ValueError(f"policy.pad_token={pad_token!r} is the EOS token; choose a distinct one, e.g. <|pad|>.")
         tokenizer.add_special_tokens({"pad_token": pad_token})
@@ -149,6 +153,42 @@ def load_policy(config: PolicyConfig, path: str | None = None):
                                                      trust_remote_code=config.trust_remote_code)
     ensure_pad_token(model, tokenizer, config.pad_token)
     return model, tokenizer
+
+
+def _needs_pad_token(tokenizer) -> bool:
+    return tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id
+
+
+def policy_folder_with_pad(config: PolicyConfig, path: str | None = None) -> str:
+    """A folder (or Hub id) whose ``from_pretrained`` equals :func:`load_policy`'s model and tokenizer.
+
+    ``path`` itself when its tokenizer already pads with a token other than EOS; otherwise a copy with the pad token
+    added (its embedding row the mean of the others, as :func:`ensure_pad_token` makes it), saved once under
+    ``policy.cache_dir`` (atomic; a finished copy is reused). Named by the source, its files' sizes and times, the pad
+    token and the dtype. As with :func:`convert_gguf_policy`, under a multi-process launch the main process calls this
+    first and the others after a barrier.
+    """
+    from transformers import AutoTokenizer
+
+    path = path or resolve_policy_path(config)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    if not _needs_pad_token(tokenizer):
+        return path
+    source = Path(path)
+    files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in source.iterdir() if p.is_file()) \
+        if source.is_dir() else []
+    key = fingerprint({"source": str(source.resolve()) if source.is_dir() else path, "files": files,
+                       "pad_token": config.pad_token, "dtype": config.dtype})
+    target = Path(config.cache_dir) / f"{source.name}-pad-{key}"
+    if (target / "config.json").is_file():
+        return str(target)
+    logger.info("saving %s with pad token %r to %s (once), for trainers that load the policy from a folder", path,
+                config.pad_token, target)
+    model, tokenizer = load_policy(config, path)
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return str(target)
 
 
 def load_value_model(config: PolicyConfig, tokenizer, path: str | None = None, *, seed: int = 0):
@@ -214,13 +254,17 @@ class PromptFormatter:
     def from_config(cls, tokenizer, config: PolicyConfig) -> PromptFormatter:
         return cls(tokenizer, system_prompt=config.system_prompt, plain_template=config.plain_prompt_template)
 
-    def text(self, prompt: str) -> str:
-        if not self.uses_chat_template:
-            return self.plain_template.format(prompt=prompt)
+    def messages(self, prompt: str) -> list[dict]:
+        """The conversation the chat template renders: the system message (if set), then the prompt as the user."""
         messages = [{"role": "user", "content": prompt}]
         if self.system_prompt is not None:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return messages
+
+    def text(self, prompt: str) -> str:
+        if not self.uses_chat_template:
+            return self.plain_template.format(prompt=prompt)
+        return self.tokenizer.apply_chat_template(self.messages(prompt), tokenize=False, add_generation_prompt=True)
 
     def token_ids(self, prompt: str) -> list[int]:
         """Token ids of the formatted prompt (the chat template carries its own special tokens)."""

@@ -73,12 +73,6 @@ def save_refined_model(folder: str | os.PathLike, model, tokenizer, meta: Classi
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / META_FILE, {**asdict(meta), "format": "model"})
-        # save_pretrained may write 0600 files; give them the usual 0666 & ~umask, as refine.rundir does.
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in tmp.iterdir():
-            if path.is_file():
-                path.chmod(0o666 & ~umask)
 
 
 def read_classifier_meta(folder: str | os.PathLike) -> ClassifierMeta:
@@ -104,22 +98,37 @@ def read_head_state(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} is corrupt ({type(err).__name__}); delete the iteration folder and rerun refine.") from err
 
 
-def load_refined_classifier(folder: str | os.PathLike):
+def load_refined_classifier(folder: str | os.PathLike, *, trust_remote_code: bool = False):
     """The full classifier: ``(model, tokenizer, meta)``, the model in eval mode with the trained head in place.
 
     Reads either layout (see the module docstring): a head on its base model, or a whole fine-tuned model folder.
 
+    Args:
+        folder: A ``refine/iter_<k>/classifier`` folder.
+        trust_remote_code: Allow running the Python code of a model trained with ``trust_remote_code`` (its base model
+            folder's, or the saved folder's). Only the caller can allow it: ``classifier.json`` says whether the model
+            needs it, but a run folder is data, and what it holds never turns code execution on by itself.
+
     Raises:
         FileNotFoundError: If the folder lacks ``classifier.json``, or the weights its format needs.
-        ValueError: If the head does not fit the base model, or the saved model is not a one-logit classifier.
+        ValueError: If the head does not fit the base model, the saved model is not a one-logit classifier, or the
+            model needs remote code that ``trust_remote_code`` does not allow.
     """
     from refine.encoder import load_classifier
 
     meta = read_classifier_meta(folder)
+    if meta.trust_remote_code and not trust_remote_code:
+        where = folder if meta.format == "model" else meta.model_name_or_path
+        raise ValueError(
+            f"{Path(folder) / META_FILE} says this classifier was trained with trust_remote_code, so loading it runs "
+            f"the Python code in {where}; a run folder never turns that on by itself. If you trust that code, pass "
+            "--trust-remote-code (trust_remote_code=True)."
+        )
     if meta.format == "model":
         return _load_model_folder(Path(folder), meta)
     state = read_head_state(folder)
-    model, tokenizer = load_classifier(meta.model_name_or_path, trust_remote_code=meta.trust_remote_code)
+    model, tokenizer = load_classifier(meta.model_name_or_path, trust_remote_code=meta.trust_remote_code,
+                                       setting=f"model_name_or_path in {Path(folder) / META_FILE}")
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
         raise ValueError(f"{folder}: head parameters {result.unexpected_keys[:3]} do not exist in {meta.model_name_or_path}.")

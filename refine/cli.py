@@ -45,6 +45,21 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def check_model_folders(config) -> None:
+    """Fail before any work when a model setting names a folder that is not there: the ``finetune`` backbone loads its
+    model only after annotation, which can take hours. (The ``openai`` annotator's model is a served name, not a path.)
+
+    Raises:
+        FileNotFoundError: Naming the setting, from :func:`refine.packaged_models.locate_model`.
+    """
+    from refine.packaged_models import locate_model
+
+    locate_model(config.classifier.model_name_or_path, setting="classifier.model_name_or_path")
+    if config.annotator.kind in ("hf", "embedding") and config.annotator.model_name_or_path:
+        locate_model(config.annotator.model_name_or_path, config.annotator.gguf_file,
+                     setting="annotator.model_name_or_path")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, overrides = parser.parse_known_args(argv)
@@ -61,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(RefineConfig, args.config, overrides)
+        check_model_folders(config)
         from refine.loop import run_refine
         from refine.report import format_table
 

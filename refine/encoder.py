@@ -37,14 +37,16 @@ class Features:
     mean: torch.Tensor  # (N, hidden): attention-masked mean of the last hidden states (sentence embedding)
 
 
-def load_classifier(model_name_or_path: str, *, trust_remote_code: bool = False):
+def load_classifier(model_name_or_path: str, *, trust_remote_code: bool = False,
+                    setting: str = "classifier.model_name_or_path"):
     """Load ``AutoModelForSequenceClassification`` with one logit, and its tokenizer (safetensors only).
 
-    A decoder without a pad token gets its EOS token as pad, as transformers' sequence classifiers expect.
+    A decoder without a pad token gets its EOS token as pad, as transformers' sequence classifiers expect. ``setting``
+    is the config key named when ``model_name_or_path`` is a folder that does not exist.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    location = locate_model(model_name_or_path)
+    location = locate_model(model_name_or_path, setting=setting)
     tokenizer = AutoTokenizer.from_pretrained(location.path, trust_remote_code=trust_remote_code)
     # Pad and truncate on the right, always: the exported reward model (reward.export) states this, and its scores
     # equal the ones computed here only if both sides cut texts the same way.

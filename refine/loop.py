@@ -34,6 +34,7 @@ from refine.heads import new_head
 from refine.metrics import classification_metrics, flip_count
 from refine.objectives import GOLD_LOSSES, UNLABELED_LOSSES
 from refine.priors import Priors, assess_signal, bootstrap_intervals, estimate_priors
+from refine.redact import redact_config
 from refine.report import write_report
 from refine.rundir import (
     RunDir,
@@ -83,7 +84,7 @@ def annotate_fingerprint(config: RefineConfig) -> dict:
 
 def annotator_scores_key(config: RefineConfig, frame: pd.DataFrame) -> str:
     """Key of the annotator's per-text scores: the annotator settings that change a score, and the texts."""
-    settings = {k: v for k, v in config_to_dict(config)["annotator"].items()
+    settings = {k: v for k, v in redact_config(config_to_dict(config)["annotator"]).items()
                 if k not in ("threshold", "positive_fraction", "batch_size", "max_concurrency", "max_retries",
                              "request_timeout")}
     return fingerprint({"annotator": settings, "texts": fingerprint({"t": frame["text"].tolist()})})

@@ -35,9 +35,34 @@ PACKAGED = {
 }
 
 
-def locate_model(name_or_path: str, gguf_file: str | None = None) -> ModelLocation:
-    """Resolve an alias (``minilm``, ``smollm2``) or pass a folder / Hub id through unchanged."""
+def looks_like_a_local_path(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` can only be a folder: a Hub id is ``name`` or ``org/name``, never ``/x``, ``./x``,
+    ``~/x``, ``x/`` or ``a/b/c``."""
+    text = str(name_or_path).replace(os.sep, "/")
+    return text.startswith(("/", "./", "../", "~")) or text in (".", "..") or text.endswith("/") or text.count("/") > 1
+
+
+def locate_model(name_or_path: str, gguf_file: str | None = None, *,
+                 setting: str = "model_name_or_path") -> ModelLocation:
+    """Resolve an alias (``minilm``, ``smollm2``) or pass a folder / Hub id through unchanged.
+
+    Args:
+        name_or_path: An alias, a model folder, or a Hub id.
+        gguf_file: A GGUF file inside the folder, or None (an alias supplies its own).
+        setting: The config key that holds ``name_or_path``, named in the error.
+
+    Raises:
+        FileNotFoundError: If ``name_or_path`` can only be a folder (see :func:`looks_like_a_local_path`) and there is
+            none; transformers would report it as a malformed Hub repo id.
+    """
     if name_or_path in PACKAGED:
         location = PACKAGED[name_or_path]()
         return ModelLocation(location.path, gguf_file or location.gguf_file)
+    if looks_like_a_local_path(name_or_path):
+        folder = os.path.expanduser(name_or_path)  # transformers would read "~/x" as a Hub id
+        if not os.path.isdir(folder):
+            what = "is a file, not a model folder" if os.path.exists(folder) else "does not exist"
+            raise FileNotFoundError(f"model folder {name_or_path} {what}; set {setting} to an existing folder (with "
+                                    f"config.json), a packaged model ({', '.join(PACKAGED)}) or a Hub id.")
+        return ModelLocation(folder, gguf_file)
     return ModelLocation(name_or_path, gguf_file)

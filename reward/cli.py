@@ -27,6 +27,9 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default=None,
                         help="Folder to create (must not exist, or be empty). Default: <run>/reward.")
     export.add_argument("--overwrite", action="store_true", help="Replace --out if it is an earlier silr export.")
+    export.add_argument("--trust-remote-code", action="store_true",
+                        help="Allow running the Python code of a classifier trained with trust_remote_code (its base "
+                        "model's custom modeling files). Off by default: a run folder never turns it on by itself.")
 
     score = commands.add_parser("score", help="Score a JSONL file; each row gets a reward column.")
     _add_model_arguments(score)
@@ -295,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             from reward.export import export_reward_model
 
             out = export_reward_model(args.run, args.out or Path(args.run) / "reward", iteration=args.iteration,
-                                      overwrite=args.overwrite)
+                                      overwrite=args.overwrite, trust_remote_code=args.trust_remote_code)
             print(f"reward model: {out} (config.json `silr` block; README.md model card)")
         elif args.command == "score":
             print(run_score(args))

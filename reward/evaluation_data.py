@@ -166,11 +166,21 @@ def column_values(rows: list[dict], name: str, path: str | os.PathLike, fix: str
 
 
 def text_column(rows: list[dict], name: str, path: str | os.PathLike, fix: str) -> list[str]:
-    """Like :func:`column_values`, and every value must be a string."""
+    """Like :func:`column_values`, and every value must be a string that is valid Unicode.
+
+    JSON can spell a lone surrogate (``"\\udc80"``, what a decoder with ``errors="surrogateescape"`` makes of a
+    non-UTF-8 byte); no tokenizer can read it, so it is refused here with the file and row named.
+    """
     values = column_values(rows, name, path, fix)
     for number, value in enumerate(values, 1):
         if not isinstance(value, str):
             raise ValueError(f"column `{name}` of row {number} in {path} is {type(value).__name__}, not text.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"column `{name}` of row {number} in {path} is not valid Unicode text (it holds "
+                             f"{value[err.start:err.end]!r}, a lone surrogate that no tokenizer reads); fix that "
+                             "row, or write the file as UTF-8 from the original text.") from err
     return values
 
 

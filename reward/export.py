@@ -11,7 +11,8 @@
 - the tokenizer is saved with ``model_max_length = max_length`` and right truncation, as in training;
 - ``README.md`` is a model card (:mod:`reward.model_card`).
 
-The folder is written under a temporary name beside ``out`` and renamed when complete.
+The folder is written under a temporary name beside ``out`` and renamed when complete; leftovers of an export that
+was killed (``.<out>.<hex>.tmp``) are removed first (:func:`refine.rundir.atomic_dir`).
 """
 
 from __future__ import annotations
@@ -115,14 +116,14 @@ def training_calibration(iter_dir: Path) -> Calibration:
     )
 
 
-def _quiet_load(folder: Path):
+def _quiet_load(folder: Path, *, trust_remote_code: bool):
     """load_refined_classifier without transformers' "MISSING head weights" report: the trained head fills them."""
     from transformers.utils import logging as transformers_logging
 
     previous = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
     try:
-        return load_refined_classifier(folder)
+        return load_refined_classifier(folder, trust_remote_code=trust_remote_code)
     finally:
         transformers_logging.set_verbosity(previous)
 
@@ -156,7 +157,8 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def export_reward_model(
-    run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, iteration: str | int = "best", overwrite: bool = False
+    run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, iteration: str | int = "best", overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Write the reward model of one refine iteration to ``out_dir`` (see the module docstring).
 
@@ -165,20 +167,23 @@ def export_reward_model(
         out_dir: Folder to create. It must not exist or be empty, unless ``overwrite`` and it is a silr export.
         iteration: ``best`` (highest accuracy on L, from summary.json), ``last``, or a number k >= 1.
         overwrite: Replace an existing silr reward model folder.
+        trust_remote_code: Allow running the Python code of a classifier trained with ``trust_remote_code`` (its
+            ``classifier.json`` says so). Off, such a classifier is refused: the run folder alone never turns it on.
 
     Returns:
         The output folder.
 
     Raises:
         FileNotFoundError: If the run or its files are missing.
-        ValueError: On an unknown iteration, an unsupported head, or an output folder that may not be replaced.
+        ValueError: On an unknown iteration, an unsupported head, an output folder that may not be replaced, or a
+            classifier that needs remote code without ``trust_remote_code``.
     """
     run = Path(run_dir)
     out = Path(out_dir)
     _check_out(out, overwrite)
     k = resolve_iteration(run, iteration)
     iter_dir = run / "refine" / f"iter_{k}"
-    model, tokenizer, meta = _quiet_load(iter_dir / "classifier")
+    model, tokenizer, meta = _quiet_load(iter_dir / "classifier", trust_remote_code=trust_remote_code)
     calibration = training_calibration(iter_dir)
 
     negate_output_layer(model, meta.family)

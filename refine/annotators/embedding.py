@@ -90,7 +90,8 @@ def embedding_scores(
                 "kind=embedding needs a sentence encoder; set annotator.model_name_or_path (e.g. minilm)."
             )
         logger.info("loading sentence encoder %s for the embedding annotator", name)
-        encoder = load_classifier(name, trust_remote_code=config.trust_remote_code)
+        setting = "classifier.model_name_or_path" if reuse else "annotator.model_name_or_path"
+        encoder = load_classifier(name, trust_remote_code=config.trust_remote_code, setting=setting)
     model, tokenizer = encoder
     if sentence_embeddings is None:
         sentence_embeddings = encode_texts(

@@ -61,7 +61,8 @@ def load_causal_lm(config: AnnotatorConfig):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    location = locate_model(config.model_name_or_path or DEFAULT_MODEL, config.gguf_file)
+    location = locate_model(config.model_name_or_path or DEFAULT_MODEL, config.gguf_file,
+                            setting="annotator.model_name_or_path")
     weights = {"gguf_file": location.gguf_file} if location.gguf_file else {"use_safetensors": True}
     trust = config.trust_remote_code
     logger.info("loading annotator LM %s%s", location.path, f" ({location.gguf_file})" if location.gguf_file else "")

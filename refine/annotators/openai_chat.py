@@ -8,17 +8,19 @@ Each text is sent as ``POST {base_url}/chat/completions`` with the few-shot mess
 over the top-5 alternatives of the first reply token, matching a token when ``token.strip().lower()`` is ``yes`` or
 ``no``. An answer missing from the top 5 gets the floor ``min(top-5 logprobs) - 1`` (it is less likely than every
 listed token); if neither answer is listed the score is 0 (undecided) and a warning counts such replies. A server
-that returns no logprobs is read from the reply text: +1 if it starts with the word yes, -1 for no
-(case-insensitive); any other reply is retried and then raises.
+that returns no logprobs, or logprobs that are not all numbers (``"logprob": null``), is read from the reply text: +1
+if it starts with the word yes, -1 for no (case-insensitive); any other reply is retried and then raises.
 
 Requests run ``max_concurrency`` at a time and retry 429, 5xx, connection errors and timeouts up to ``max_retries``
 times with exponential backoff and jitter, honouring ``Retry-After``. Another 4xx (bad key, unknown model) fails at
 once. The API key is read from the environment variable named by ``api_key_env`` at each request (none: no
-Authorization header) and never logged, stored on the scorer, written, or put into an error message.
+Authorization header) and never logged, stored on the scorer, written, or put into an error message. A user and
+password in ``base_url`` (``http://user:pass@host/v1``, sent as basic auth) are shown as ``***@`` in every message.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import math
@@ -27,6 +29,7 @@ import random
 import re
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
@@ -34,6 +37,7 @@ import requests
 
 from refine.annotators.prompts import build_messages
 from refine.config import AnnotatorConfig
+from refine.redact import redact_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +54,28 @@ class AnnotatorRequestError(ConnectionError):
 
 
 def _top_logprobs(logprobs) -> list[tuple[str, float]]:
-    """(token, logprob) alternatives of the first reply token, in the chat format or the legacy completions one."""
+    """(token, logprob) alternatives of the first reply token, in the chat format or the legacy completions one.
+
+    Empty when there are none, or when any of them is not a token with a finite number (``"logprob": null``, a
+    missing key): such a reply is read from its text instead.
+    """
     if not isinstance(logprobs, dict):
         return []
     content = logprobs.get("content")
     if isinstance(content, list) and content:
-        return [(e["token"], float(e["logprob"])) for e in content[0].get("top_logprobs") or []]
-    legacy = logprobs.get("top_logprobs")
-    if isinstance(legacy, list) and legacy and isinstance(legacy[0], dict):
-        return [(token, float(lp)) for token, lp in legacy[0].items()]
-    return []
+        first = content[0] if isinstance(content[0], dict) else {}
+        entries = first.get("top_logprobs") or []
+        pairs = [(e.get("token"), e.get("logprob")) if isinstance(e, dict) else (None, None) for e in entries]
+    else:
+        legacy = logprobs.get("top_logprobs")
+        pairs = list(legacy[0].items()) if isinstance(legacy, list) and legacy and isinstance(legacy[0], dict) else []
+    if not all(isinstance(token, str) and _is_number(lp) for token, lp in pairs):
+        return []
+    return [(token, float(lp)) for token, lp in pairs]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _logsumexp(values: list[float]) -> float:
@@ -109,6 +125,16 @@ def retry_delay(attempt: int, retry_after: str | None) -> float:
     return min(max(seconds, 0.0), BACKOFF_MAX_S)
 
 
+def _url_secrets(url: str) -> list[str]:
+    """The password in ``url`` as written and unquoted, and the basic-auth token requests builds from it."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return []
+    user, password = urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password)
+    token = base64.b64encode(f"{user}:{password}".encode("latin1", "replace")).decode()
+    return sorted({parts.password, password, token} - {""}, key=len, reverse=True)
+
+
 _FIXES = {
     401: "check the API key in ${env} (the variable named by annotator.api_key_env)",
     403: "check the API key's permissions for this model",
@@ -130,6 +156,8 @@ class OpenAIChatScorer:
 
     def __init__(self, config: AnnotatorConfig):
         self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.shown_url = redact_credentials(self.url)  # the URL in messages: no user:password
+        self._url_secrets = _url_secrets(self.url)
         self.model = config.model_name_or_path
         self.api_key_env = config.api_key_env
         self.instruction, self.few_shot = config.instruction, config.few_shot
@@ -142,7 +170,7 @@ class OpenAIChatScorer:
         self._stop = threading.Event()  # set by the first failed text: the others are not sent or retried
 
     def __repr__(self) -> str:
-        return f"OpenAIChatScorer(url={self.url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+        return f"OpenAIChatScorer(url={self.shown_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
 
     def _key(self) -> str | None:
         # Stripped: a key read from a CRLF .env file ends in "\r", and requests would reject (and print) the header.
@@ -160,6 +188,9 @@ class OpenAIChatScorer:
             detail = response.text
         key = self._key()
         detail = detail.replace(key, "***") if key else detail  # redacted before it is cut: no half key survives
+        for secret in self._url_secrets:  # a server may echo the password, or the basic-auth header, on its own
+            detail = detail.replace(secret, "***")
+        detail = redact_credentials(detail)
         return " ".join(detail.split())[:200]
 
     def _body(self, response: requests.Response) -> dict:
@@ -168,8 +199,9 @@ class OpenAIChatScorer:
             body["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise ValueError(
-                f"{self.url} answered HTTP 200 with a body that is not a chat completion ({type(err).__name__}); "
-                "check annotator.base_url points at an OpenAI-compatible server (usually ending in /v1)."
+                f"{self.shown_url} answered HTTP 200 with a body that is not a chat completion "
+                f"({type(err).__name__}); check annotator.base_url points at an OpenAI-compatible server (usually "
+                "ending in /v1)."
             ) from err
         return body
 
@@ -197,7 +229,7 @@ class OpenAIChatScorer:
                     requests.exceptions.ContentDecodingError) as err:  # transient: retried
                 last, unreadable = type(err).__name__, False
             except UNSENDABLE as err:  # its text may quote the Authorization header, key included
-                raise ValueError(f"the request to {self.url} could not be sent ({type(err).__name__}); check "
+                raise ValueError(f"the request to {self.shown_url} could not be sent ({type(err).__name__}); check "
                                  f"annotator.base_url and the key in ${self.api_key_env}.") from None
             else:
                 status = response.status_code
@@ -216,19 +248,19 @@ class OpenAIChatScorer:
                 else:
                     fix = _FIXES.get(status, "check annotator.model_name_or_path and the server's request format")
                     fix = fix.replace("{env}", self.api_key_env)
-                    raise ValueError(f"{self.url} answered HTTP {status} ({self._detail(response)}); {fix}.")
+                    raise ValueError(f"{self.shown_url} answered HTTP {status} ({self._detail(response)}); {fix}.")
             if attempt < self.max_retries:
                 delay = retry_delay(attempt, retry_after)
                 logger.info("chat request failed (%s); retry %d/%d in %.1fs", last, attempt + 1, self.max_retries, delay)
                 time.sleep(delay)
         if unreadable:
             raise ValueError(
-                f"{self.url}: the model's {last} after {self.max_retries} retries; make annotator.instruction ask for "
-                "Yes or No, or use a server that returns logprobs."
+                f"{self.shown_url}: the model's {last} after {self.max_retries} retries; make annotator.instruction "
+                "ask for Yes or No, or use a server that returns logprobs."
             )
         raise AnnotatorRequestError(
-            f"{self.url} kept failing after {self.max_retries} retries (last: {last}); check the server is up, or "
-            "raise annotator.max_retries / annotator.request_timeout."
+            f"{self.shown_url} kept failing after {self.max_retries} retries (last: {last}); check the server is up, "
+            "or raise annotator.max_retries / annotator.request_timeout."
         )
 
     def _score_or_stop(self, text: str) -> float:

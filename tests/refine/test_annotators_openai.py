@@ -1,7 +1,7 @@
 """kind=openai against a real HTTP server on 127.0.0.1 that speaks the chat-completions protocol deterministically.
 
 The server answers Yes when the last user message contains "kill" and No otherwise, with top-5 logprobs (or, in
-no-logprobs mode, a bare reply). Texts containing "ratelimit" get one 429 (Retry-After: 0) first, texts containing
+no-logprobs mode, a bare reply; in null mode, logprobs whose numbers are null). Texts containing "ratelimit" get one 429 (Retry-After: 0) first, texts containing
 "flaky" one 500 first. It counts requests per text and the most requests in flight at once.
 """
 
@@ -35,7 +35,7 @@ def lse(*values):
 
 
 class FakeChatServer:
-    """A chat-completions server in a thread; ``mode`` is ``logprobs``, ``plain`` or ``status:<code>``."""
+    """A chat-completions server in a thread; ``mode`` is ``logprobs``, ``plain``, ``null`` or ``status:<code>``."""
 
     def __init__(self, mode: str = "logprobs", delay: float = 0.05):
         self.mode, self.delay = mode, delay
@@ -97,6 +97,12 @@ class FakeChatServer:
         if self.mode == "plain":
             reply = "Yes." if "kill" in text else "Perhaps" if "gibberish" in text else "no"
             return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}, {}
+        if self.mode == "null":  # a server that lists the tokens but not their logprobs
+            reply = "Yes" if "kill" in text else "No"
+            top = [{"token": reply, "logprob": None}, {"token": "I", "logprob": None}]
+            logprobs = {"content": [{"token": reply, "logprob": None, "top_logprobs": top}]}
+            message = {"role": "assistant", "content": reply}
+            return 200, {"choices": [{"index": 0, "message": message, "logprobs": logprobs}]}, {}
         top = YES_TOP if "kill" in text else MAYBE_TOP if "maybe" in text else NO_TOP
         logprobs = {"content": [{"token": top[0][0], "logprob": top[0][1],
                                  "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top]}]}
@@ -296,3 +302,73 @@ def test_retry_delay_honours_retry_after_and_backs_off(monkeypatch):
     # No Retry-After: base * 2**attempt plus up to one base of jitter.
     assert 4.0 <= retry_delay(2, None) <= 5.0
     assert 1.0 <= retry_delay(0, "not a date") <= 2.0
+
+
+def test_null_logprobs_are_read_from_the_reply(tmp_path):
+    """Some OpenAI-compatible servers send "logprob": null; the reply text decides, as when logprobs are absent."""
+    with FakeChatServer(mode="null", delay=0.0) as server:
+        labels = annotate_corpus(make_corpus(TEXTS[:2]), openai_config(server), tmp_path)
+    np.testing.assert_array_equal(labels["annotator_score"], [1.0, -1.0])
+    assert len(server.requests) == 2  # read at once, not retried
+
+
+@pytest.mark.parametrize("logprobs", [
+    {"content": [{"token": "No", "logprob": None, "top_logprobs": None}]},
+    {"content": [{"token": "No", "logprob": -0.1, "top_logprobs": [{"token": "No", "logprob": None}]}]},
+    {"content": [{"token": "No", "logprob": -0.1, "top_logprobs": [{"token": "No"}, {"token": "Yes", "logprob": -1}]}]},
+    {"content": [{"token": "No", "logprob": -0.1, "top_logprobs": [{"token": None, "logprob": -0.1}]}]},
+    {"content": [{"token": "No", "logprob": -0.1, "top_logprobs": ["No"]}]},
+    {"content": [None]},
+    {"content": None, "top_logprobs": [{"No": None, "Yes": -3.0}]},
+    {"content": [{"token": "No", "logprob": -0.1, "top_logprobs": [{"token": "No", "logprob": "NaN"}]}]},
+])
+def test_unreadable_logprobs_fall_back_to_the_reply_text(logprobs):
+    assert answer_score({"choices": [{"message": {"content": "Yes"}, "logprobs": logprobs}]}) == 1.0
+
+
+CREDENTIALS_URL = "http://alice:s3cret-pw@127.0.0.1:{port}/v1"
+
+
+def assert_no_credentials(text: str) -> None:
+    import base64
+
+    for secret in ("alice", "s3cret-pw", base64.b64encode(b"alice:s3cret-pw").decode()):
+        assert secret not in text, text
+
+
+def test_credentials_in_base_url_are_used_but_never_shown(tmp_path, monkeypatch, caplog):
+    """http://user:pass@host is sent as basic auth; every message and the logs show http://***@host instead."""
+    import base64
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with FakeChatServer(delay=0.0) as server:
+        port = server.httpd.server_address[1]
+        config = openai_config(server, base_url=CREDENTIALS_URL.format(port=port), max_retries=1)
+        annotate_corpus(make_corpus(["kill", "ratelimit"]), config, tmp_path / "ok")  # one 429, retried
+        basic = f"Basic {base64.b64encode(b'alice:s3cret-pw').decode()}"
+        assert {r["authorization"] for r in server.requests} == {basic}
+        assert_no_credentials(repr(openai_chat.OpenAIChatScorer(config)))
+        messages = []
+        for mode, base_url in [("logprobs", config.base_url.removesuffix("/v1")), ("status:401", config.base_url),
+                               ("plain", config.base_url)]:
+            server.mode = mode  # 404 on a wrong path; 401 echoing the basic-auth header; a reply neither yes nor no
+            settings = openai_config(server, base_url=base_url, max_retries=1, max_concurrency=1)
+            with pytest.raises(ValueError) as err:
+                annotate_corpus(make_corpus(["gibberish", "x"]), settings, tmp_path / mode[:6])
+            messages.append(str(err.value))
+        server.always_fail_for["down"] = 503
+        server.mode = "logprobs"
+        with pytest.raises(AnnotatorRequestError) as err:
+            annotate_corpus(make_corpus(["down", "x"]), config, tmp_path / "down")
+        messages.append(str(err.value))
+    bad_port = openai_config(server, base_url="http://alice:s3cret-pw@127.0.0.1:99999/v1")
+    with pytest.raises(ValueError) as err:  # unsendable
+        annotate_corpus(make_corpus(["x", "y"]), bad_port, tmp_path / "bad")
+    messages.append(str(err.value))
+    assert [m.split(" ")[0] for m in messages[:2]] == [f"http://***@127.0.0.1:{port}/chat/completions",
+                                                       f"http://***@127.0.0.1:{port}/v1/chat/completions"]
+    assert "HTTP 404" in messages[0] and "HTTP 401" in messages[1] and "neither yes nor no" in messages[2]
+    assert "HTTP 503" in messages[3] and "could not be sent" in messages[4]
+    for text in [*messages, caplog.text]:
+        assert_no_credentials(text)

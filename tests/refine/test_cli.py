@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,3 +132,51 @@ def test_help_lists_every_key_and_a_real_process_exits_non_zero(tmp_path):
     assert failed.returncode == 1
     assert failed.stderr.strip().splitlines()[-1].startswith("error: corpus file")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("setting", "extra"), [
+    ("classifier.model_name_or_path", []),
+    # The finetune backbone loads its model only after annotation; the check comes before any request is sent
+    # (this server's port is closed, so annotating first would fail on the connection instead).
+    ("classifier.model_name_or_path", ["--classifier.backbone", "finetune", "--annotator.kind", "openai",
+                                       "--annotator.base_url", "http://127.0.0.1:9/v1",
+                                       "--annotator.model_name_or_path", "served-name"]),
+    ("annotator.model_name_or_path", ["--annotator.kind", "hf"]),
+])
+def test_a_missing_model_folder_is_named_with_the_setting_to_fix(refine_args, capsys, tmp_path, setting, extra):
+    """Not transformers' "Repo id must use alphanumeric chars": a path that cannot be a Hub id is a missing folder."""
+    missing = "./models/not-there" if setting.startswith("annotator") else str(tmp_path / "models" / "minilm")
+    args = [*refine_args, *extra, f"--{setting}", missing]
+    assert_fails_cleanly(args, capsys, tmp_path, rf"model folder {re.escape(missing)} does not exist; set "
+                                                 rf"{re.escape(setting)} to an existing folder")
+
+
+def test_a_rerun_removes_what_a_killed_run_left(refine_args, capsys, tmp_path):
+    """kill -9 mid-write leaves hidden `.<name>.<hex>.tmp` files and folders; the next run removes them (only silr's
+    temporaries, only in the run's own folders). And the run's weights and feature cache are not private files."""
+    from tests.refine.test_rundir import dead_pid, temporary_of
+
+    previous = os.umask(0o022)
+    try:
+        assert main([*refine_args, "--loop.iterations", "1"]) == 0
+    finally:
+        os.umask(previous)
+    run, pid = tmp_path / "run", dead_pid()
+    # Weights and caches follow the umask like every other file (safetensors alone would write 0o600).
+    (features,) = run.glob("cache/features-*.safetensors")
+    for weights in (features, run / "refine" / "iter_1" / "classifier" / "head.safetensors"):
+        assert weights.stat().st_mode & 0o777 == 0o644, weights
+    leftovers = [temporary_of(run / "refine" / "accuracy.png", pid), temporary_of(run / "config.yaml", pid),
+                 run / "annotate" / ".labels.parquet.0123456789ab.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half written")
+    killed_iteration = temporary_of(run / "refine" / "iter_2", pid)
+    (killed_iteration / "classifier").mkdir(parents=True)
+    (killed_iteration / "classifier" / "model.safetensors").write_bytes(b"88 MB in real life")
+    kept = [run / "refine" / "notes.txt", run / ".hidden", run / "refine" / ".accuracy.png.draft.tmp"]
+    for path in kept:
+        path.write_text("the user's")
+    removed = {p.relative_to(run) for p in [*leftovers, killed_iteration, *killed_iteration.rglob("*")]}
+    before = {p.relative_to(run) for p in run.rglob("*")} - removed
+    assert main([*refine_args, "--loop.iterations", "1"]) == 0
+    assert {p.relative_to(run) for p in run.rglob("*")} == before

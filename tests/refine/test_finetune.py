@@ -183,3 +183,57 @@ class TestFinetuneConfig:
 def test_decoder_tokenizer_gets_a_pad_token_and_right_padding(tiny_llama_dir):
     tokenizer = load_tokenizer(tiny_llama_dir)
     assert tokenizer.pad_token_id is not None and tokenizer.padding_side == "right"
+
+
+class UnpicklingLeavesAMark:
+    """A pickle payload that writes a file when a full unpickler loads it (what a planted checkpoint could do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.write_text, (Path(self.marker), "unpickled")
+
+
+def planted_checkpoint(work_dir, marker, *, deepspeed: bool):
+    """A complete-looking Trainer checkpoint; with ``deepspeed``, a global_step folder whose state runs code."""
+    folder = work_dir / "checkpoint-4"
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text("{}")
+    torch.save({"state": {}, "param_groups": []}, folder / "optimizer.pt")
+    if deepspeed:
+        (folder / "global_step4").mkdir()
+        (folder / "latest").write_text("global_step4")
+        torch.save({"module": UnpicklingLeavesAMark(marker)}, folder / "global_step4" / "mp_rank_00_model_states.pt")
+    return folder
+
+
+def test_resuming_from_deepspeed_states_needs_the_users_word(tmp_path, monkeypatch):
+    """DeepSpeed unpickles its checkpoint states with torch.load(weights_only=False): a checkpoint planted in a run
+    folder could run code. silr refuses to resume from one unless $SILR_RESUME_PICKLED_CHECKPOINTS=1."""
+    from refine.finetune import RESUME_PICKLED_ENV, last_complete_checkpoint
+
+    monkeypatch.delenv(RESUME_PICKLED_ENV, raising=False)
+    marker = tmp_path / "marker.txt"
+    folder = planted_checkpoint(tmp_path / "work", marker, deepspeed=True)
+    with pytest.raises(ValueError, match=r"checkpoint-4 holds DeepSpeed states \(global_step4/mp_rank_00_model_states"
+                                         r"\.pt\), which DeepSpeed reads with torch\.load\(weights_only=False\).* set "
+                                         r"SILR_RESUME_PICKLED_CHECKPOINTS=1 .* or delete .*work to train"):
+        last_complete_checkpoint(tmp_path / "work")
+    assert not marker.exists() and folder.is_dir()  # nothing read, nothing deleted
+    monkeypatch.setenv(RESUME_PICKLED_ENV, "1")
+    assert last_complete_checkpoint(tmp_path / "work") == str(folder)
+    torch.load(folder / "global_step4" / "mp_rank_00_model_states.pt", weights_only=False)  # what DeepSpeed does
+    assert marker.read_text() == "unpickled"  # so the refusal above kept real code from running
+
+
+def test_trainer_state_pickles_resume_without_asking(tmp_path, monkeypatch):
+    """optimizer.pt, scheduler.pt, rng_state.pth: transformers reads them with torch.load(weights_only=True)."""
+    from refine.finetune import RESUME_PICKLED_ENV, last_complete_checkpoint, pickled_states
+
+    monkeypatch.delenv(RESUME_PICKLED_ENV, raising=False)
+    folder = planted_checkpoint(tmp_path / "work", tmp_path / "marker.txt", deepspeed=False)
+    assert pickled_states(folder) == []
+    assert last_complete_checkpoint(tmp_path / "work") == str(folder)

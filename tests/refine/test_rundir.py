@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from refine.rundir import (
     STAGE_FILE,
     RunConflictError,
     RunDir,
+    _temporary_name,
     atomic_dir,
     atomic_path,
     describe_difference,
@@ -249,3 +251,123 @@ class TestClaimStage:
         assert (folder / STAGE_FILE).exists()  # not deleted on a guess
         shutil.rmtree(folder)  # the advice works
         assert listing(run.claim_stage("iter_1", self.CONFIG, overwrite=False)) == [STAGE_FILE]
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import os; print(os.getpid())"], stdout=subprocess.PIPE,
+                             text=True)
+    return int(child.communicate()[0])
+
+
+def temporary_of(target, pid: int):
+    """The name silr's writer with process id ``pid`` (on this host) would give a temporary of ``target``."""
+    name = _temporary_name(target)
+    return name.with_name(name.name.replace(f"{os.getpid():08x}", f"{pid:08x}"))
+
+
+class TestLeftoversOfKilledWrites:
+    """kill -9 mid-write leaves `.<name>.<hex>.tmp`; the next write of that target, or claiming a stage, removes it."""
+
+    def test_temporary_names_are_recognisable_and_carry_the_writer(self, tmp_path):
+        name = _temporary_name(tmp_path / "accuracy.png").name
+        assert name.startswith(".accuracy.png.") and name.endswith(".tmp")
+        assert f"{os.getpid():08x}" in name
+
+    def test_the_next_write_of_a_target_removes_its_stale_temporaries(self, tmp_path):
+        stale_file = temporary_of(tmp_path / "accuracy.png", dead_pid())
+        stale_file.write_bytes(b"half a png")
+        old_style = tmp_path / ".accuracy.png.0123456789ab.tmp"  # written by earlier versions: no writer recorded
+        old_style.write_bytes(b"half a png")
+        mine_in_flight = temporary_of(tmp_path / "accuracy.png", os.getpid())  # this process: a live writer
+        mine_in_flight.write_bytes(b"being written")
+        other_target = temporary_of(tmp_path / "priors.png", dead_pid())
+        other_target.write_bytes(b"another file's")
+        not_ours = [tmp_path / ".accuracy.png.tmp", tmp_path / ".accuracy.png.xyz.tmp", tmp_path / "accuracy.png.tmp"]
+        for path in not_ours:
+            path.write_text("someone else's")
+        write_text(tmp_path / "accuracy.png", "png")
+        assert listing(tmp_path) == sorted(["accuracy.png", mine_in_flight.name, other_target.name,
+                                            *(p.name for p in not_ours)])
+
+    def test_claiming_a_stage_removes_stale_temporaries_of_the_run_and_the_stage(self, tmp_path):
+        run = RunDir(tmp_path / "run")
+        folder = run.claim_stage("refine", {"a": 1}, overwrite=False)
+        (folder / "iter_1").mkdir()
+        (folder / "iter_1" / "labels.parquet").write_text("results")
+        pid = dead_pid()
+        leftovers = [temporary_of(run.root / "config.yaml", pid), temporary_of(folder / "accuracy.png", pid),
+                     folder / ".metrics.csv.0123456789ab.tmp"]
+        for path in leftovers:
+            path.write_text("half")
+        stale_dir = temporary_of(folder / "iter_2", pid)
+        (stale_dir / "classifier").mkdir(parents=True)
+        (stale_dir / "classifier" / "model.safetensors").write_bytes(b"88 MB, in real life")
+        other_stage = temporary_of(run.stage("annotate") / "labels.parquet", pid)
+        other_stage.parent.mkdir()
+        other_stage.write_text("not this stage's")
+        assert run.claim_stage("refine", {"a": 1}, overwrite=False) == folder
+        assert listing(run.root) == ["annotate", "refine"]
+        assert listing(folder) == ["iter_1", STAGE_FILE]
+        assert (folder / "iter_1" / "labels.parquet").read_text() == "results"
+        assert other_stage.exists()
+
+    def test_a_stage_holding_only_leftovers_is_still_silr_made(self, tmp_path):
+        """Killed between creating the stage folder and renaming its stage.json into it."""
+        run = RunDir(tmp_path / "run")
+        run.stage("annotate").mkdir(parents=True)
+        temporary_of(run.stage("annotate") / STAGE_FILE, dead_pid()).write_text("{")
+        folder = run.claim_stage("annotate", {"a": 1}, overwrite=False)
+        assert listing(folder) == [STAGE_FILE]
+
+
+class TestFileModes:
+    def test_a_file_a_library_wrote_as_0600_gets_the_usual_mode(self, tmp_path, umask):
+        import torch
+        from safetensors.torch import save_file
+
+        with atomic_path(tmp_path / "features.safetensors") as tmp:
+            save_file({"x": torch.zeros(2)}, str(tmp))  # safetensors replaces the file with a 0o600 one
+        assert (tmp_path / "features.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+
+    def test_files_and_folders_inside_an_atomic_dir_get_the_usual_modes(self, tmp_path, umask):
+        import tempfile
+
+        with atomic_dir(tmp_path / "model") as tmp:
+            private = Path(tempfile.mkdtemp(dir=tmp))  # 0o700
+            (private / "weights.bin").write_bytes(b"w")
+            (private / "weights.bin").chmod(0o600)
+            (tmp / "run.sh").write_text("#!/bin/sh\n")
+            (tmp / "run.sh").chmod(0o700)
+        folder = tmp_path / "model"
+        assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+        assert (folder / private.name).stat().st_mode & 0o777 == 0o777 & ~umask
+        assert (folder / private.name / "weights.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+        assert (folder / "run.sh").stat().st_mode & 0o777 == 0o777 & ~umask  # execute bits kept
+
+
+class TestCredentialsAreNeverWritten:
+    CONFIG = {"annotator": {"kind": "openai", "base_url": "http://alice:s3cret-pw@10.0.0.5:8000/v1"},
+              "notes": ["see https://bob:hunter2@example.org/x"]}
+
+    def test_config_yaml_holds_no_user_or_password(self, tmp_path):
+        write_yaml(tmp_path / "config.yaml", self.CONFIG)
+        text = (tmp_path / "config.yaml").read_text()
+        assert "s3cret-pw" not in text and "alice" not in text and "hunter2" not in text
+        assert "http://***@10.0.0.5:8000/v1" in text and "https://***@example.org/x" in text
+
+    def test_stage_json_and_conflict_messages_hold_no_password(self, tmp_path):
+        run = RunDir(tmp_path / "run")
+        folder = run.claim_stage("annotate", self.CONFIG, overwrite=False)
+        assert "s3cret-pw" not in (folder / STAGE_FILE).read_text()
+        # Credentials do not change results: a new password resumes the stage.
+        new_password = {**self.CONFIG,
+                        "annotator": {"kind": "openai", "base_url": "http://alice:pw2@10.0.0.5:8000/v1"}}
+        assert run.check_stage("annotate", new_password, overwrite=False) is True
+        moved = {**self.CONFIG, "annotator": {"kind": "openai", "base_url": "http://alice:pw2@10.0.0.6:8000/v1"}}
+        with pytest.raises(RunConflictError) as err:
+            run.check_stage("annotate", moved, overwrite=False)
+        assert "10.0.0.6" in str(err.value) and "pw2" not in str(err.value) and "alice" not in str(err.value)

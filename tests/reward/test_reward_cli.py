@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,3 +102,20 @@ def test_serve_arguments_and_help_without_heavy_imports():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.split() == ["False", "False", "True"]  # --help is instant; the lazy export works
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"text": "caf\xe9"}\n', r"cannot read .*in\.jsonl \(UnicodeDecodeError\); pass a UTF-8 JSONL file"),
+    (b'{"text": "fine"}\n{"text": "half a character \\udc80 here"}\n',
+     r"column `text` of row 2 in .*in\.jsonl is not valid Unicode text \(it holds '\\udc80', a lone surrogate"),
+])
+def test_text_that_is_not_utf8_names_the_file(content, message, exported_dir, tmp_path, capsys):
+    """Latin-1 bytes, or a JSON escape of a lone surrogate (valid JSON, but no tokenizer reads it): one line naming
+    the file (and row), not a tokenizer traceback."""
+    (tmp_path / "in.jsonl").write_bytes(content)
+    out = tmp_path / "o.jsonl"
+    assert main(["score", "--model", exported_dir, "--input", str(tmp_path / "in.jsonl"), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert re.search(message, err), err
+    assert not out.exists()

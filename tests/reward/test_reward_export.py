@@ -136,3 +136,143 @@ def test_last_iteration_export_and_overwrite_rules(tiny_run, tmp_path):
         export_reward_model(tiny_run.root, foreign, overwrite=True)
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "reward"]  # no temporary folders left
+
+
+REMOTE_CODE = '''"""Custom modeling code that leaves a marker the moment it is imported."""
+from pathlib import Path
+
+Path({marker!r}).write_text("remote code ran")
+
+from transformers import PretrainedConfig
+
+
+class MarkerConfig(PretrainedConfig):
+    model_type = "silr-marker"
+'''
+
+
+def remote_code_model(folder: Path, marker: Path) -> Path:
+    """A model folder whose config.json sends every Auto class to custom code that writes ``marker`` on import."""
+    folder.mkdir(parents=True)
+    (folder / "marker_code.py").write_text(REMOTE_CODE.format(marker=str(marker)))
+    auto_map = {"AutoConfig": "marker_code.MarkerConfig",
+                "AutoModelForSequenceClassification": "marker_code.MarkerModel",
+                "AutoTokenizer": ["marker_code.MarkerTokenizer", None]}
+    (folder / "config.json").write_text(json.dumps({"model_type": "silr-marker", "auto_map": auto_map}))
+    return folder
+
+
+def run_asking_for_remote_code(tiny_run, tmp_path: Path, layout: str) -> tuple[Path, Path]:
+    """A copy of the tiny run whose iteration 1 says trust_remote_code: true and points at code that marks a file.
+
+    ``head``: classifier.json's base model is the folder with the code; ``model``: the classifier folder holds it.
+    """
+    import shutil
+
+    run, marker = tmp_path / "run", tmp_path / "marker.txt"
+    shutil.copytree(tiny_run.root, run)
+    classifier = run / "refine" / "iter_1" / "classifier"
+    meta = json.loads((classifier / "classifier.json").read_text())
+    if layout == "head":
+        meta["model_name_or_path"] = str(remote_code_model(tmp_path / "custom_model", marker))
+    else:
+        shutil.rmtree(classifier)
+        remote_code_model(classifier, marker)
+        (classifier / "model.safetensors").write_bytes(b"")
+        meta["format"] = "model"
+    (classifier / "classifier.json").write_text(json.dumps({**meta, "trust_remote_code": True}))
+    return run, marker
+
+
+@pytest.mark.parametrize("layout", ["head", "model"])
+def test_a_run_folder_never_turns_remote_code_on(tiny_run, tmp_path, layout, capsys):
+    """classifier.json is data: its trust_remote_code alone must not make `reward export` import a model's code."""
+    from reward.cli import main
+
+    run, marker = run_asking_for_remote_code(tiny_run, tmp_path, layout)
+    with pytest.raises(ValueError, match=r"trained with trust_remote_code, so loading it runs the Python code in "
+                                         r".*pass --trust-remote-code"):
+        export_reward_model(run, tmp_path / "reward", iteration=1)
+    assert main(["export", "--run", str(run), "--iteration", "1", "--out", str(tmp_path / "reward")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--trust-remote-code" in err and err.count("\n") == 1
+    assert not marker.exists(), "remote code ran without --trust-remote-code"
+    assert not (tmp_path / "reward").exists()
+
+
+def test_remote_code_runs_only_with_the_flag(tiny_run, tmp_path):
+    """The same run with --trust-remote-code does import the code (so the test above proves something). A separate
+    process with its own modules cache, so the code is never imported into the test process or the user's cache."""
+    import os
+    import subprocess
+    import sys
+
+    run, marker = run_asking_for_remote_code(tiny_run, tmp_path, "head")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "reward", "export", "--run", str(run), "--iteration", "1", "--out",
+         str(tmp_path / "reward"), "--trust-remote-code"],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).parents[2], timeout=300,
+    )
+    assert marker.read_text() == "remote code ran", result.stderr[-2000:]
+    assert result.returncode == 1  # the marker module has no model class: a one-line error after it ran
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_export_removes_what_a_killed_export_left(tiny_run, tmp_path):
+    """kill -9 mid-export leaves `.<out>.<hex>.tmp` (up to the size of the model); the next export of that --out
+    removes it. Only silr's own temporaries of that folder go: other hidden entries, and a live writer's, stay."""
+    import os
+    import subprocess
+    import sys
+
+    from refine.rundir import _temporary_name
+
+    out = tmp_path / "reward"
+    old_style = tmp_path / ".reward.0123456789ab.tmp"  # the 12-hex-digit names of earlier versions
+    (old_style / "sub").mkdir(parents=True)
+    (old_style / "sub" / "model.safetensors").write_bytes(b"half a model")
+    dead = subprocess.Popen([sys.executable, "-c", "import os; print(os.getpid())"], stdout=subprocess.PIPE, text=True)
+    dead_pid = int(dead.communicate()[0])
+    dead_writer = Path(str(_temporary_name(out)).replace(f"{os.getpid():08x}", f"{dead_pid:08x}"))
+    dead_writer.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live_writer = Path(str(_temporary_name(out)).replace(f"{os.getpid():08x}", f"{live.pid:08x}"))
+        live_writer.mkdir()
+        others = [tmp_path / ".other.0123456789ab.tmp", tmp_path / ".reward.notes.tmp", tmp_path / "reward.0123.tmp"]
+        for path in others:
+            path.write_text("not an export of this --out")
+        export_reward_model(tiny_run.root, out, iteration=1)
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted(["reward", live_writer.name, *(p.name for p in others)])
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_exported_files_follow_the_umask(tiny_run, tmp_path):
+    """safetensors writes 0o600; an export to a shared model folder must be readable like every other file."""
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        out = export_reward_model(tiny_run.root, tmp_path / "reward", iteration=1)
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes
+    assert out.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_moved_base_model_names_the_folder_and_the_file_to_fix(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.root, run)
+    meta_path = run / "refine" / "iter_1" / "classifier" / "classifier.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "model_name_or_path": str(tmp_path / "moved" / "bert")}))
+    with pytest.raises(FileNotFoundError, match=r"model folder .*moved/bert does not exist; set model_name_or_path in "
+                                                r".*iter_1/classifier/classifier\.json to an existing folder"):
+        export_reward_model(run, tmp_path / "reward", iteration=1)
