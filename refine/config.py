@@ -289,6 +289,14 @@ class TrainConfig:
     gamma: float = field(
         default=-0.001, metadata={"help": "Slope applied to a negative partial risk (0 clips; < 0 penalises)."}
     )
+    surrogate: Literal["sigmoid", "logistic"] = field(
+        default="sigmoid",
+        metadata={"help": "Pointwise loss inside every risk. sigmoid: sigmoid(-y g), the paper's (with it the UU "
+                  "risk is a class-weighted pn risk). logistic: log(1 + exp(-y g)), binary cross-entropy. Fine-tuning "
+                  "an encoder with the sigmoid loss can sink every logit to one side, where its gradient vanishes "
+                  "(a constant classifier; measured on XSTest answers for pn, robust_uu and gold); the logistic loss "
+                  "does not saturate there."},
+    )
     labeled_weight: float = field(
         default=0.0,
         metadata={"help": "lambda of the semi-supervised objective: risk + lambda * (supervised risk on L). 0: L is "

@@ -20,7 +20,10 @@ from __future__ import annotations
 import dataclasses
 import gc
 import importlib.util
+import json
 import logging
+import os
+import pickle
 import re
 import shutil
 import time
@@ -32,6 +35,7 @@ import torch
 from refine import distributed
 from refine.classifier_io import ClassifierMeta, load_lora_adapters, save_refined_model
 from refine.encoder import predict_unsafe_logits
+from refine.errors import one_line
 from refine.heads import head_family
 from refine.loop import TrainedClassifier
 from refine.packaged_models import locate_model
@@ -41,6 +45,8 @@ from refine.uu_trainer import LABEL_COLUMNS, UUCollator, UUTrainer, validation_r
 logger = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# Set to 1 to resume from a checkpoint with DeepSpeed states, which DeepSpeed unpickles (see pickled_states).
+RESUME_PICKLED_ENV = "SILR_RESUME_PICKLED_CHECKPOINTS"
 
 
 def check_quantization(load_in_4bit: bool) -> None:
@@ -64,7 +70,8 @@ def load_tokenizer(model_name_or_path: str, *, trust_remote_code: bool = False):
     exported reward model), with EOS as pad token when it has none (decoders)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(locate_model(model_name_or_path).path, trust_remote_code=trust_remote_code)
+    location = locate_model(model_name_or_path, setting="classifier.model_name_or_path")
+    tokenizer = AutoTokenizer.from_pretrained(location.path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = tokenizer.truncation_side = "right"
@@ -253,8 +260,9 @@ def build_trainer(config, corpus, labels: np.ndarray, priors: Priors | None, *, 
         args=training_arguments(config, Path(work_dir), seed=seed, metric=metric),
         train_dataset=train_dataset, eval_dataset=eval_dataset if metric is not None else None,
         data_collator=UUCollator(tokenizer, pad_to_multiple_of=8 if (ft.bf16 or ft.fp16) else None),
-        compute_metrics=validation_risk_metric(train_config.loss, priors, train_config.gamma),
-        loss=train_config.loss, priors=priors, gamma=train_config.gamma, labeled_weight=train_config.labeled_weight,
+        compute_metrics=validation_risk_metric(train_config.loss, priors, train_config.gamma, train_config.surrogate),
+        loss=train_config.loss, priors=priors, gamma=train_config.gamma, surrogate=train_config.surrogate,
+        labeled_weight=train_config.labeled_weight,
         labeled_rows=labeled_rows, labeled_per_step=ft.labeled_per_step,
     )
 
@@ -265,9 +273,41 @@ def last_complete_checkpoint(work_dir: Path) -> str | None:
     ``trainer_state.json`` is the last file a Trainer checkpoint gets, so a folder without it was cut off mid-save
     (weights without optimizer state, or a truncated file): the main process removes it and training resumes from
     the one before (or from the start). The main process decides; the others get its answer.
+
+    A checkpoint holding DeepSpeed states is refused unless ``$SILR_RESUME_PICKLED_CHECKPOINTS`` is 1 (see
+    :func:`pickled_states`); every process raises the same error.
+
+    Raises:
+        ValueError: If the checkpoint to resume from holds DeepSpeed states and resuming from them was not allowed.
     """
-    chosen = _newest_complete_checkpoint(work_dir) if distributed.is_main_process() else None
-    return str(distributed.broadcast_from_main(np.array(chosen or ""))) or None
+    answer = {}
+    if distributed.is_main_process():
+        chosen = _newest_complete_checkpoint(work_dir)
+        if chosen:
+            answer = {"path": chosen, "pickled": [str(p.relative_to(chosen)) for p in pickled_states(chosen)]}
+    answer = json.loads(str(distributed.broadcast_from_main(np.array(json.dumps(answer)))))
+    if answer.get("pickled") and os.environ.get(RESUME_PICKLED_ENV) != "1":
+        shown = ", ".join(answer["pickled"][:2]) + (" ..." if len(answer["pickled"]) > 2 else "")
+        raise ValueError(
+            f"{answer['path']} holds DeepSpeed states ({shown}), which DeepSpeed reads with torch.load(weights_only="
+            "False), so a file planted in the run folder could run code; silr resumes from them only if you say so: "
+            f"set {RESUME_PICKLED_ENV}=1 if you made this run folder, or delete {work_dir} to train this iteration "
+            "from its start."
+        )
+    return answer.get("path")
+
+
+def pickled_states(checkpoint: str | os.PathLike) -> list[Path]:
+    """The files of a Trainer checkpoint that resuming would read with a full (code-running) unpickler.
+
+    Those are DeepSpeed's ``global_step*/`` states (``mp_rank_*_model_states.pt``, ``*_optim_states.pt``): DeepSpeed
+    loads them with ``torch.load(weights_only=False)``. The Trainer's own state files (``optimizer.pt``,
+    ``scheduler.pt``, ``rng_state*.pth``, ``scaler.pt``) are pickles too, but transformers 5 reads each with
+    ``torch.load(weights_only=True)``, whose unpickler builds only tensors and plain containers (plus the numpy types
+    of the random state, allowlisted by ``transformers.trainer_pt_utils.safe_globals``) and runs no code, so they are
+    not listed; the weights are safetensors, and ``training_args.bin`` is never read on resume.
+    """
+    return sorted(p for step in Path(checkpoint).glob("global_step*") for p in step.rglob("*") if p.is_file())
 
 
 def _newest_complete_checkpoint(work_dir: Path) -> str | None:
@@ -306,7 +346,13 @@ def finetune_classifier(config, corpus, labels: np.ndarray, priors: Priors | Non
     checkpoint = last_complete_checkpoint(work_dir)
     if checkpoint:
         logger.info("resuming fine-tuning from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    except pickle.UnpicklingError as err:  # a state file that torch.load(weights_only=True) refuses to build
+        if not checkpoint:
+            raise
+        raise ValueError(f"cannot resume from {checkpoint}: a state file in it holds more than tensors "
+                         f"({one_line(err, 80)}); delete {work_dir} to train this iteration from its start.") from err
     history = epoch_history(trainer.state.log_history)
     logger.info("fine-tuned on %d process(es): %d optimiser steps; lowest validation risk at %s",
                 trainer.args.world_size, trainer.state.global_step, trainer.state.best_model_checkpoint)

@@ -40,10 +40,11 @@ class HeadData:
 
 def _objective(head, data: HeadData, config: TrainConfig, priors: Priors | None, labeled: HeadData | None):
     risk = training_risk(
-        config.loss, head(data.features), in_u1=data.in_u1, gold=data.gold, priors=priors, gamma=config.gamma
+        config.loss, head(data.features), in_u1=data.in_u1, gold=data.gold, priors=priors, gamma=config.gamma,
+        surrogate=config.surrogate,
     )
     if labeled is not None and config.labeled_weight > 0 and config.loss != "labeled":
-        risk = risk + config.labeled_weight * pn_risk(head(labeled.features), labeled.gold)
+        risk = risk + config.labeled_weight * pn_risk(head(labeled.features), labeled.gold, config.surrogate)
     return risk
 
 
@@ -94,7 +95,7 @@ def train_head(
             if validation is not None:
                 row["validation_risk"] = _objective(head, validation, config, priors, None).item()
             if labeled is not None and len(labeled):
-                row["labeled_risk"] = pn_risk(head(labeled.features), labeled.gold).item()
+                row["labeled_risk"] = pn_risk(head(labeled.features), labeled.gold, config.surrogate).item()
         criterion = row.get(SELECTION_KEYS[config.selection])
         if criterion is not None and criterion < best_risk:
             best_risk, best_state = criterion, copy.deepcopy(head.state_dict())

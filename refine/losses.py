@@ -5,7 +5,12 @@ Notation (see ``METHOD.md``; Lu et al., ICLR 2019 and AISTATS 2020):
 - ``g(x)`` is the classifier's logit, ``unsafe_logit``: positive means unsafe (label +1).
 - ``U1`` is the pseudo-unsafe set (annotator said +1), ``U2`` the pseudo-safe set (annotator said -1).
 - ``pi = P(y=+1)``, ``theta1 = P(y=+1 | x in U1)``, ``theta2 = P(y=+1 | x in U2)``.
-- Sigmoid loss: ``l+(g) = sigmoid(-g)`` (cost of calling an unsafe text safe), ``l-(g) = sigmoid(g)``.
+- Sigmoid loss: ``l+(g) = sigmoid(-g)`` (cost of calling an unsafe text safe), ``l-(g) = sigmoid(g)``; the paper's
+  surrogate and the default. ``surrogate="logistic"`` uses ``l+(g) = log(1 + exp(-g))`` instead: the sigmoid loss is
+  bounded, so its gradient vanishes once a logit is far on the wrong side, and a fine-tuned encoder can sink every
+  logit there (a constant classifier); the logistic loss keeps the gradient of a wrong side at ~1. With the logistic
+  loss, the UU risk is no longer a class-weighted pn risk, and the robust correction has more to do (a partial risk
+  can go far below 0).
 
 With ``D = theta1 - theta2`` the class-conditional risks are rewritten over U1 and U2::
 
@@ -25,10 +30,22 @@ import torch
 
 from refine.constants import MIN_PRIOR_GAP_FOR_LOSS
 
+SURROGATES = ("sigmoid", "logistic")
+
 
 def sigmoid_loss(logits: torch.Tensor, sign: float) -> torch.Tensor:
     """Elementwise sigmoid loss ``sigmoid(-sign * g)``; ``sign`` is +1 (unsafe target) or -1 (safe target)."""
     return torch.sigmoid(-sign * logits)
+
+
+def surrogate_loss(logits: torch.Tensor, sign: float, surrogate: str = "sigmoid") -> torch.Tensor:
+    """Elementwise loss of ``logits`` for the target ``sign`` (+1 unsafe, -1 safe): ``sigmoid(-sign * g)`` or, for
+    ``logistic``, ``log(1 + exp(-sign * g))``."""
+    if surrogate == "sigmoid":
+        return sigmoid_loss(logits, sign)
+    if surrogate == "logistic":
+        return torch.nn.functional.softplus(-sign * logits)
+    raise ValueError(f"unknown surrogate loss {surrogate!r}; choose {' or '.join(SURROGATES)}.")
 
 
 def _mean_or_zero(values: torch.Tensor) -> torch.Tensor:
@@ -65,7 +82,8 @@ def uu_coefficients(*, pi: float, theta1: float, theta2: float) -> tuple[float, 
 
 
 def uu_partial_risks(
-    logits1: torch.Tensor, logits2: torch.Tensor, *, pi: float, theta1: float, theta2: float
+    logits1: torch.Tensor, logits2: torch.Tensor, *, pi: float, theta1: float, theta2: float,
+    surrogate: str = "sigmoid",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two partial risks of the unbiased UU risk.
 
@@ -75,20 +93,26 @@ def uu_partial_risks(
         pi: P(unsafe) in the corpus.
         theta1: P(unsafe | x in U1).
         theta2: P(unsafe | x in U2).
+        surrogate: ``sigmoid`` (the default) or ``logistic`` (see the module docstring).
 
     Returns:
         ``(positive_risk, negative_risk)``: estimates of ``pi * E+[l+]`` and ``(1 - pi) * E-[l-]``, scalar tensors.
     """
     a, b, c, d = uu_coefficients(pi=pi, theta1=theta1, theta2=theta2)
-    positive_risk = a * _mean_or_zero(sigmoid_loss(logits1, +1)) - c * _mean_or_zero(sigmoid_loss(logits2, +1))
-    negative_risk = d * _mean_or_zero(sigmoid_loss(logits2, -1)) - b * _mean_or_zero(sigmoid_loss(logits1, -1))
+    def mean_loss(logits: torch.Tensor, sign: float) -> torch.Tensor:
+        return _mean_or_zero(surrogate_loss(logits, sign, surrogate))
+
+    positive_risk = a * mean_loss(logits1, +1) - c * mean_loss(logits2, +1)
+    negative_risk = d * mean_loss(logits2, -1) - b * mean_loss(logits1, -1)
     return positive_risk, negative_risk
 
 
-def uu_risk(logits1: torch.Tensor, logits2: torch.Tensor, *, pi: float, theta1: float, theta2: float) -> torch.Tensor:
+def uu_risk(logits1: torch.Tensor, logits2: torch.Tensor, *, pi: float, theta1: float, theta2: float,
+            surrogate: str = "sigmoid") -> torch.Tensor:
     """Unbiased UU risk ``R_UU`` (Lu et al., 2019, Theorem 4), without correction. Arguments as in
     :func:`uu_partial_risks`."""
-    positive_risk, negative_risk = uu_partial_risks(logits1, logits2, pi=pi, theta1=theta1, theta2=theta2)
+    positive_risk, negative_risk = uu_partial_risks(logits1, logits2, pi=pi, theta1=theta1, theta2=theta2,
+                                                    surrogate=surrogate)
     return positive_risk + negative_risk
 
 
@@ -105,6 +129,7 @@ def robust_uu_risk(
     theta1: float,
     theta2: float,
     gamma: float = -0.001,
+    surrogate: str = "sigmoid",
 ) -> torch.Tensor:
     """Robust UU risk ``R_rUU = f(positive_risk) + f(negative_risk)`` (Asano et al., 2025, Eq. 4).
 
@@ -116,23 +141,26 @@ def robust_uu_risk(
         theta2: P(unsafe | x in U2).
         gamma: Slope applied to a negative partial risk: 0 clips it, below 0 turns it into a penalty that pushes it
             back up.
+        surrogate: ``sigmoid`` (the default) or ``logistic``.
 
     Returns:
         A scalar tensor, differentiable in both inputs. A mean over an empty set counts as 0.
     """
-    positive_risk, negative_risk = uu_partial_risks(logits1, logits2, pi=pi, theta1=theta1, theta2=theta2)
+    positive_risk, negative_risk = uu_partial_risks(logits1, logits2, pi=pi, theta1=theta1, theta2=theta2,
+                                                    surrogate=surrogate)
     return leaky_correction(positive_risk, gamma) + leaky_correction(negative_risk, gamma)
 
 
-def pn_risk(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Supervised (positive-negative) risk ``mean sigmoid(-y * g)`` with ``y = +1`` for unsafe, ``-1`` for safe.
+def pn_risk(logits: torch.Tensor, labels: torch.Tensor, surrogate: str = "sigmoid") -> torch.Tensor:
+    """Supervised (positive-negative) risk ``mean l(y * g)`` with ``y = +1`` for unsafe, ``-1`` for safe.
 
     Args:
         logits: ``unsafe_logit``, shape ``(n,)``.
         labels: 1 (unsafe) or 0 (safe), shape ``(n,)``; any dtype.
+        surrogate: ``sigmoid`` (``l = sigmoid(-y g)``, the default) or ``logistic`` (binary cross-entropy).
 
     Returns:
         A scalar tensor; 0 when ``n == 0``.
     """
     signs = labels.to(logits.dtype) * 2.0 - 1.0
-    return _mean_or_zero(torch.sigmoid(-signs * logits))
+    return _mean_or_zero(surrogate_loss(logits * signs, +1, surrogate))

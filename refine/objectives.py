@@ -24,6 +24,7 @@ def training_risk(
     gold: torch.Tensor,
     priors: Priors | None,
     gamma: float,
+    surrogate: str = "sigmoid",
 ) -> torch.Tensor:
     """Risk of ``logits`` under the named objective.
 
@@ -35,6 +36,7 @@ def training_risk(
         gold: Gold labels 1/0, or -1 where unknown, shape ``(n,)``.
         priors: Class priors of the current split; required for the UU losses.
         gamma: Slope of the robust correction.
+        surrogate: Pointwise loss, ``sigmoid`` or ``logistic`` (``train.surrogate``; see ``refine.losses``).
 
     Returns:
         A scalar tensor.
@@ -44,10 +46,11 @@ def training_risk(
             raise ValueError(f"loss={loss} needs class priors.")
         risk = robust_uu_risk if loss == "robust_uu" else uu_risk
         kwargs = {"gamma": gamma} if loss == "robust_uu" else {}
-        return risk(logits[in_u1], logits[~in_u1], pi=priors.pi, theta1=priors.theta1, theta2=priors.theta2, **kwargs)
+        return risk(logits[in_u1], logits[~in_u1], pi=priors.pi, theta1=priors.theta1, theta2=priors.theta2,
+                    surrogate=surrogate, **kwargs)
     if loss == "pn":
-        return pn_risk(logits, in_u1)
+        return pn_risk(logits, in_u1, surrogate)
     if loss in GOLD_LOSSES:
         known = gold >= 0
-        return pn_risk(logits[known], gold[known])
+        return pn_risk(logits[known], gold[known], surrogate)
     raise ValueError(f"unknown loss {loss!r}; choose robust_uu, uu, pn, gold or labeled.")

@@ -50,6 +50,7 @@ def corpus_and_labeled_risk(
     priors: Priors | None,
     gamma: float,
     labeled_weight: float,
+    surrogate: str = "sigmoid",
 ) -> torch.Tensor:
     """``training_risk`` on the corpus rows plus ``labeled_weight * pn_risk`` on the rows of L (if any).
 
@@ -62,15 +63,17 @@ def corpus_and_labeled_risk(
         priors: Priors of the current split (UU losses).
         gamma: Slope of the robust correction.
         labeled_weight: lambda of the labelled-set term.
+        surrogate: Pointwise loss, ``sigmoid`` or ``logistic``.
 
     Returns:
         A scalar tensor, the same value the frozen path's objective gives for these rows.
     """
     if in_labeled is None or not bool(in_labeled.any()):
-        return training_risk(loss, logits, in_u1=in_u1, gold=gold, priors=priors, gamma=gamma)
+        return training_risk(loss, logits, in_u1=in_u1, gold=gold, priors=priors, gamma=gamma, surrogate=surrogate)
     corpus = ~in_labeled
-    risk = training_risk(loss, logits[corpus], in_u1=in_u1[corpus], gold=gold[corpus], priors=priors, gamma=gamma)
-    return risk + labeled_weight * pn_risk(logits[in_labeled], gold[in_labeled])
+    risk = training_risk(loss, logits[corpus], in_u1=in_u1[corpus], gold=gold[corpus], priors=priors, gamma=gamma,
+                         surrogate=surrogate)
+    return risk + labeled_weight * pn_risk(logits[in_labeled], gold[in_labeled], surrogate)
 
 
 @dataclass
@@ -126,6 +129,7 @@ class UUTrainer(Trainer):
         loss: Objective name, ``train.loss``.
         priors: Priors of the current split; None for the gold-label losses.
         gamma: Slope of the robust correction, ``train.gamma``.
+        surrogate: Pointwise loss, ``train.surrogate``.
         labeled_weight: lambda of the labelled-set term, ``train.labeled_weight``.
         labeled_rows: Tokenized rows of L (with ``gold``), appended to training micro-batches when
             ``labeled_weight > 0``; None or empty: no labelled-set term.
@@ -134,12 +138,14 @@ class UUTrainer(Trainer):
             (e.g. :class:`UUCollator`) and ``args.remove_unused_columns`` must be False.
     """
 
-    def __init__(self, *args, loss: str, priors: Priors | None, gamma: float, labeled_weight: float = 0.0,
-                 labeled_rows: list[dict] | None = None, labeled_per_step: int | None = None, **kwargs):
+    def __init__(self, *args, loss: str, priors: Priors | None, gamma: float, surrogate: str = "sigmoid",
+                 labeled_weight: float = 0.0, labeled_rows: list[dict] | None = None,
+                 labeled_per_step: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if self.args.remove_unused_columns:
             raise ValueError("UUTrainer needs remove_unused_columns=False, or the in_u1/gold columns are dropped.")
         self.loss_name, self.priors, self.gamma, self.labeled_weight = loss, priors, gamma, labeled_weight
+        self.surrogate = surrogate
         # The loss is a per-micro-batch mean: let the Trainer divide it by gradient_accumulation_steps.
         self.model_accepts_loss_kwargs = False
         self._labeled, self._step, self._micro_step = None, -1, 0
@@ -167,7 +173,7 @@ class UUTrainer(Trainer):
         logits = outputs.logits.squeeze(-1).float()  # the risk in float32, also under bf16/fp16 autocast
         loss = corpus_and_labeled_risk(
             self.loss_name, logits, in_u1=in_u1, gold=gold, in_labeled=None if in_labeled is None else in_labeled.bool(),
-            priors=self.priors, gamma=self.gamma, labeled_weight=self.labeled_weight,
+            priors=self.priors, gamma=self.gamma, labeled_weight=self.labeled_weight, surrogate=self.surrogate,
         )
         return (loss, outputs) if return_outputs else loss
 
@@ -197,7 +203,7 @@ def append_rows(batch: dict[str, torch.Tensor], extra: dict[str, torch.Tensor], 
     return out
 
 
-def validation_risk_metric(loss: str, priors: Priors | None, gamma: float):
+def validation_risk_metric(loss: str, priors: Priors | None, gamma: float, surrogate: str = "sigmoid"):
     """``compute_metrics`` for the Trainer, over all evaluation rows at once.
 
     Returns ``{"risk": objective on the validation rows, "labeled_risk": pn_risk on the gold labels of L}``, each
@@ -211,9 +217,10 @@ def validation_risk_metric(loss: str, priors: Priors | None, gamma: float):
         metrics = {}
         if bool(validation.any()):
             metrics["risk"] = float(training_risk(loss, logits[validation], in_u1=in_u1[validation].bool(),
-                                                  gold=gold[validation].long(), priors=priors, gamma=gamma))
+                                                  gold=gold[validation].long(), priors=priors, gamma=gamma,
+                                                  surrogate=surrogate))
         if bool(labeled.any()):
-            metrics["labeled_risk"] = float(pn_risk(logits[labeled], gold[labeled]))
+            metrics["labeled_risk"] = float(pn_risk(logits[labeled], gold[labeled], surrogate))
         return metrics
 
     return compute

@@ -337,3 +337,44 @@ class TestUUIsACostSensitivePNRiskUnderTheSigmoidLoss:
         assert positive < 0 and negative < 0
         robust = robust_uu_risk(logits1, logits2, **kwargs, gamma=-0.001)
         assert robust > 0 > uu_risk(logits1, logits2, **kwargs)
+
+
+class TestLogisticSurrogate:
+    """surrogate="logistic": l+(g) = log(1 + exp(-g)); the risks stay unbiased, pn becomes binary cross-entropy."""
+
+    def test_pn_is_binary_cross_entropy(self):
+        logits, labels = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1, 0, 0, 1])
+        expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+        torch.testing.assert_close(pn_risk(logits, labels, "logistic"), expected)
+
+    def test_partial_risks_equal_their_class_conditional_counterparts(self, mixture):
+        m = mixture
+        positive, negative = uu_partial_risks(m["logits1"], m["logits2"], pi=m["pi"], theta1=m["theta1"],
+                                              theta2=m["theta2"], surrogate="logistic")
+        softplus = torch.nn.functional.softplus
+        expected_positive = m["pi"] * softplus(-m["unsafe"]).mean().item()  # about 0.08
+        expected_negative = (1 - m["pi"]) * softplus(m["safe"]).mean().item()  # about 0.47
+        # The logistic loss is unbounded, so its SE is larger than the sigmoid loss's: ~3x, hence the wider band.
+        assert positive.item() == pytest.approx(expected_positive, abs=3 * MIXTURE_ATOL)
+        assert negative.item() == pytest.approx(expected_negative, abs=3 * MIXTURE_ATOL)
+
+    def test_it_is_no_longer_a_weighted_pn_risk(self):
+        generator = torch.Generator().manual_seed(0)
+        logits1, logits2 = torch.randn(37, generator=generator) * 3, torch.randn(21, generator=generator) * 3
+        a, b, c, d = uu_coefficients(pi=0.3, theta1=0.8, theta2=0.1)
+        weighted_pn = (a + b) * pn_risk(logits1, torch.ones(37), "logistic") + (c + d) * pn_risk(
+            logits2, torch.zeros(21), "logistic")
+        risk = uu_risk(logits1, logits2, pi=0.3, theta1=0.8, theta2=0.1, surrogate="logistic")
+        assert abs(risk.item() - (weighted_pn.item() - b - c)) > 0.1
+
+    def test_a_saturated_wrong_logit_keeps_its_gradient(self):
+        logits = torch.tensor([-8.0], requires_grad=True)  # an unsafe text scored far on the safe side
+        for surrogate, smallest in (("sigmoid", 0.0), ("logistic", 0.99)):
+            logits.grad = None
+            pn_risk(logits, torch.ones(1), surrogate).backward()
+            gradient = -logits.grad.item()
+            assert gradient > smallest and (surrogate == "logistic" or gradient < 1e-3)
+
+    def test_an_unknown_surrogate_is_refused(self):
+        with pytest.raises(ValueError, match="unknown surrogate loss 'hinge'; choose sigmoid or logistic"):
+            pn_risk(torch.zeros(2), torch.ones(2), "hinge")
