@@ -3,6 +3,7 @@ the in-process scores, LoRA leaves the base alone, and a refine iteration with `
 
 from __future__ import annotations
 
+import pickle
 import shutil
 
 import numpy as np
@@ -223,3 +224,31 @@ def test_fine_tune_recipes_load(recipe):
         assert (ft.lr_scheduler_type, ft.warmup_ratio, ft.per_device_train_batch_size, ft.num_train_epochs) == (
             "cosine", 0.03, 32, 3)
         assert (config.loop.iterations, config.classifier.max_length, ft.optim) == (5, 512, "paged_adamw_32bit")
+
+
+def test_a_trainer_checkpoint_with_a_code_running_pickle_is_refused_by_transformers(tiny_bert_dir, tmp_path):
+    """Trainer checkpoints hold torch pickles (optimizer.pt, rng_state.pth) that resume reads without asking: this
+    pins that transformers reads them with torch.load(weights_only=True), which runs no code (see
+    refine.finetune.pickled_states). A payload planted in rng_state.pth stops the resume, and never runs."""
+    from tests.refine.test_finetune import UnpicklingLeavesAMark
+
+    class StopAfterFirstEpoch(__import__("transformers").TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            control.should_training_stop = True
+
+    config = make_config(tiny_bert_dir, tmp_path, num_train_epochs=2)
+    corpus, pseudo = make_corpus()
+    trainer = build_trainer(config, corpus, pseudo, PRIORS, seed=4, work_dir=tmp_path / "work",
+                            tokenizer=load_tokenizer(tiny_bert_dir))
+    trainer.add_callback(StopAfterFirstEpoch())
+    trainer.train()
+    (checkpoint,) = list((tmp_path / "work").glob("checkpoint-*"))
+    marker = tmp_path / "marker.txt"
+    for name in ("rng_state.pth", "optimizer.pt"):
+        assert (checkpoint / name).is_file()
+        torch.save({"payload": UnpicklingLeavesAMark(marker)}, checkpoint / name)
+    with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint-\d+: a state file in it holds more than "
+                                         r"tensors \(Weights only load failed.*\); delete .*work to train") as err:
+        finetune_classifier(config, corpus, pseudo, PRIORS, seed=4, work_dir=tmp_path / "work")
+    assert isinstance(err.value.__cause__, pickle.UnpicklingError)
+    assert not marker.exists()
