@@ -1,8 +1,10 @@
-"""`python -m align ppo|evaluate|report|pipeline --config x.yaml [--section.key value ...]`.
+"""`python -m align train|ppo|evaluate|report|pipeline --config x.yaml [--section.key value ...]`.
 
-All four commands read the same config (``AlignConfig``, e.g. configs/demo.yaml). ``pipeline`` runs every stage;
-the others run one stage and stop with a one-line error naming the command to run when an input stage is missing.
-``ppo`` also runs under ``accelerate launch`` (several CPU processes or GPUs, DeepSpeed).
+All commands read the same config (``AlignConfig``, e.g. configs/demo.yaml). ``pipeline`` runs every stage; the
+others run one stage and stop with a one-line error naming the command to run when an input stage is missing.
+``train`` trains with the configured ``algorithm`` (ppo, grpo or rloo; e.g. ``--algorithm grpo``); ``ppo`` is the
+same stage for ``algorithm: ppo`` (and refuses another). Both run under ``accelerate launch`` (several CPU processes
+or GPUs, DeepSpeed).
 """
 
 from __future__ import annotations
@@ -15,19 +17,23 @@ import sys
 from refine.errors import one_line
 
 COMMANDS = {
-    "ppo": "Train a PPO policy per variant and seed (writes the prompt split first if missing).",
+    "train": "Train a policy per variant and seed with the configured algorithm (ppo, grpo or rloo; writes the prompt "
+             "split first if missing).",
+    "ppo": "The train command for algorithm ppo (the default).",
     "evaluate": "Evaluate the training rewards and the judge on held-out data (reward_eval), then answer the held-out "
                 "prompts with every policy and score the answers with the training rewards and the judge.",
     "report": "Write report.html, report.md, summary.json and figures from the evaluation.",
-    "pipeline": "Run everything: prompts, refine + export per variant, reward evaluation, PPO, evaluate, report.",
+    "pipeline": "Run everything: prompts, refine + export per variant, reward evaluation, training (the configured "
+                "algorithm), evaluate, report.",
 }
-USAGE = "python -m align {ppo,evaluate,report,pipeline} --config CONFIG.yaml [--section.key VALUE ...]"
+USAGE = "python -m align {train,ppo,evaluate,report,pipeline} --config CONFIG.yaml [--section.key VALUE ...]"
+SHARDED = ("train", "ppo")  # the commands that take `accelerate launch`
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m align", usage=USAGE, add_help=False,
-        description="Align a policy with PPO against refined safety rewards, evaluate it and report. "
+        description="Align a policy with PPO, GRPO or RLOO against refined safety rewards, evaluate it and report. "
         + " ".join(f"{name}: {text}" for name, text in COMMANDS.items()),
     )
     parser.add_argument("command", nargs="?", choices=list(COMMANDS), help="What to run.")
@@ -52,10 +58,14 @@ def setup_logging(main_process: bool) -> None:
 
 def run_command(command: str, config, config_path: str | None) -> str:
     """Run one command; returns the line to print on success."""
-    if command == "ppo":
-        from align.ppo import run_ppo
+    if command in SHARDED:
+        from align.train import run_training
 
-        folders = run_ppo(config, config_path=config_path)
+        if command == "ppo" and config.algorithm != "ppo":
+            raise ValueError(f"`align ppo` trains with PPO, but algorithm is {config.algorithm}; run `python -m align "
+                             f"train --config {config_path or 'CONFIG.yaml'}` (it trains with the configured "
+                             "algorithm), or pass --algorithm ppo.")
+        folders = run_training(config, config_path=config_path)
         return "policies: " + ", ".join(str(f / "policy") for f in folders) if folders else "no variant to train"
     if command == "evaluate":
         from align.evaluate import run_evaluate
@@ -81,23 +91,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command is None or (args.config is None and not overrides):
         parser.print_usage(sys.stderr)
-        print("error: choose a command (ppo, evaluate, report, pipeline) and pass --config CONFIG.yaml",
+        print("error: choose a command (train, ppo, evaluate, report, pipeline) and pass --config CONFIG.yaml",
               file=sys.stderr)
         return 2
     from refine.distributed import distributed_session, launched_rank, multi_process_refusal
 
     main_process = launched_rank() == 0
-    refusal = None if args.command == "ppo" else multi_process_refusal("align", args.command)  # only ppo is sharded
+    refusal = None if args.command in SHARDED else multi_process_refusal("align", args.command)
     if refusal:
         if main_process:
-            print(refusal + " (only `align ppo` and `refine` take `accelerate launch`)", file=sys.stderr)
+            print(refusal + " (only `align train`, `align ppo` and `refine` take `accelerate launch`)",
+                  file=sys.stderr)
         return 2
     setup_logging(main_process)
-    from align.config import AlignConfig
-    from refine.config_loading import load_config
+    from align.config import AlignConfig, check_algorithm_overrides
+    from refine.config_loading import load_config, parse_overrides
 
     try:
         config = load_config(AlignConfig, args.config, overrides)
+        check_algorithm_overrides(config, parse_overrides(overrides))
         import torch
         from transformers.utils import logging as transformers_logging
 

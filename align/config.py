@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from align.algorithms import ALGORITHMS, SHARED_PPO_KEYS, GRPOSettings, RLOOSettings
 from refine.config import RefineConfig
 
 SFT = "sft"
@@ -36,7 +37,8 @@ REFINE_VARIANTS = {
 }
 KNOWN_VARIANTS = (SFT, *VARIANT_REWARDS)
 JUDGE = "judge"  # the judge's name among the reward evaluations (reward_eval/judge); no variant may take it
-STAGES = ("refine", "export", "prompts", "reward_eval", "ppo", "evaluate", "report")
+# The training stage is "train" (older name: "ppo", still accepted by stop_after); it runs the configured algorithm.
+STAGES = ("refine", "export", "prompts", "reward_eval", "train", "evaluate", "report")
 
 
 @dataclass
@@ -154,7 +156,11 @@ class PromptsConfig:
 
 @dataclass
 class PPOSettings:
-    """TRL PPO (trl.experimental.ppo, trl 1.12.0) settings, passed to PPOConfig under the same names."""
+    """TRL PPO (trl.experimental.ppo, trl 1.12.0) settings, passed to PPOConfig under the same names.
+
+    Five keys are shared by every algorithm (:data:`align.algorithms.SHARED_PPO_KEYS`): seed, num_seeds,
+    normalize_rewards, reward_models, reward_higher_is_safer. The others apply when ``algorithm`` is ppo.
+    """
 
     learning_rate: float = field(default=3e-6, metadata={"help": "AdamW learning rate of policy and value model."})
     kl_coef: float = field(default=0.05, metadata={"help": "Weight of the per-token KL penalty to the SFT policy."})
@@ -178,9 +184,10 @@ class PPOSettings:
     total_episodes: int | None = field(
         default=None, metadata={"help": "Rollouts in total (null: one pass over the training prompts)."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the first run; run i uses seed + i."})
+    seed: int = field(default=0, metadata={"help": "Seed of the first run; run i uses seed + i (every algorithm)."})
     num_seeds: int = field(
-        default=3, metadata={"help": "PPO runs per variant (the report gives mean ± std over them)."}
+        default=3, metadata={"help": "Training runs per variant, every algorithm (the report gives mean ± std over "
+                             "them)."}
     )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in backward: less memory, ~30%% more time."}
@@ -189,17 +196,18 @@ class PPOSettings:
         default=None, metadata={"help": "bf16 mixed precision (null: on where CUDA supports it, always off on CPU)."}
     )
     normalize_rewards: bool = field(
-        default=False, metadata={"help": "z-normalise training rewards with the calibration stored at export."}
+        default=False,
+        metadata={"help": "z-normalise training rewards with the calibration stored at export (every algorithm)."},
     )
     reward_models: dict[str, str] = field(
         default_factory=dict,
         metadata={"help": "Variant → reward model folder, replacing the pipeline's export (reward/<refine variant>)."
-                  " Also how a variant with your own reward model is added."},
+                  " Also how a variant with your own reward model is added (every algorithm)."},
     )
     reward_higher_is_safer: bool | None = field(
         default=None,
         metadata={"help": "Direction of reward_models that lack silr metadata: true if the logit rises with safety, "
-                  "false if with harm. Required for such models."},
+                  "false if with harm. Required for such models (every algorithm)."},
     )
     logging_steps: int = field(default=1, metadata={"help": "Log TRL metrics every this many PPO updates."})
     report_to: str = field(default="none", metadata={"help": "Trainer report_to (none, tensorboard, wandb, ...)."})
@@ -234,9 +242,13 @@ class EvaluateConfig:
     evaluation of those reward models themselves (stage ``reward_eval``, before PPO)."""
 
     max_new_tokens: int | None = field(
-        default=None, metadata={"help": "Tokens per answer (null: ppo.response_length)."}
+        default=None,
+        metadata={"help": "Tokens per answer (null: the algorithm's generation length, ppo.response_length or "
+                  "grpo/rloo.max_completion_length)."},
     )
-    temperature: float | None = field(default=None, metadata={"help": "Sampling temperature (null: ppo.temperature)."})
+    temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature (null: the algorithm's, e.g. ppo.temperature)."}
+    )
     batch_size: int = field(default=16, metadata={"help": "Prompts per generation batch."})
     reward_batch_size: int = field(default=32, metadata={"help": "Texts per reward-model forward pass."})
     judge: str = field(
@@ -296,8 +308,8 @@ class ReportConfig:
 
 @dataclass
 class AlignConfig:
-    """Options of `python -m align`: refine variants → reward models → PPO per variant and seed → evaluate →
-    report."""
+    """Options of `python -m align`: refine variants → reward models → RL (PPO, GRPO or RLOO) per variant and seed
+    → evaluate → report."""
 
     name: str = field(default="align", metadata={"help": "Run name; the run directory is runs/<name>."})
     output_dir: str | None = field(default=None, metadata={"help": "Run directory (null: runs/<name>)."})
@@ -310,13 +322,20 @@ class AlignConfig:
         metadata={"help": f"Policies to train and compare: {', '.join(KNOWN_VARIANTS)}, or a name given in "
                   "ppo.reward_models."},
     )
+    algorithm: Literal["ppo", "grpo", "rloo"] = field(
+        default="ppo",
+        metadata={"help": "RL algorithm of the training stage: ppo (trl.experimental.ppo.PPOTrainer, section ppo), "
+                  "grpo (trl.GRPOTrainer, section grpo) or rloo (trl.RLOOTrainer, section rloo). The sections of the "
+                  "others are not used."},
+    )
     num_threads: int | None = field(
         default=None,
         metadata={"help": "torch CPU threads (null: torch's default, one per core). On a machine shared with other "
                   "jobs, 1 avoids OpenMP threads spin-waiting on busy cores (measured 3-7x faster under load)."},
     )
-    stop_after: Literal["refine", "export", "prompts", "reward_eval", "ppo", "evaluate", "report"] = field(
-        default="report", metadata={"help": "pipeline: the last stage to run."}
+    stop_after: Literal["refine", "export", "prompts", "reward_eval", "train", "ppo", "evaluate", "report"] = field(
+        default="report", metadata={"help": "pipeline: the last stage to run (train: the RL stage; ppo: its older "
+                                    "name)."}
     )
     refine: RefineConfig = field(
         default_factory=RefineConfig,
@@ -333,12 +352,18 @@ class AlignConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     ppo: PPOSettings = field(default_factory=PPOSettings)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    rloo: RLOOSettings = field(default_factory=RLOOSettings)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self):
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
+        if self.algorithm not in ALGORITHMS:  # also checked on load (the Literal); this is for direct construction
+            raise ValueError(f"algorithm={self.algorithm!r} is not one of {', '.join(ALGORITHMS)}.")
+        if self.stop_after == "ppo":
+            self.stop_after = "train"
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be positive or null.")
         if not self.variants:
@@ -360,10 +385,36 @@ class AlignConfig:
             raise ValueError(f"refine_overrides.{bad[0]}: not a refine variant ({', '.join(REFINE_VARIANTS)}).")
 
     @property
+    def training(self) -> PPOSettings | GRPOSettings | RLOOSettings:
+        """The settings section of the selected algorithm."""
+        return getattr(self, self.algorithm)
+
+    @property
     def trained_variants(self) -> list[str]:
-        """Variants that run PPO (all but sft)."""
+        """Variants that run the RL algorithm (all but sft)."""
         return [v for v in self.variants if v != SFT]
 
     @property
     def sft_only(self) -> bool:
         return not self.trained_variants
+
+
+def check_algorithm_overrides(config: AlignConfig, overrides: dict) -> None:
+    """Refuse a command-line key of an algorithm's section when another algorithm is selected: it would do nothing.
+
+    Args:
+        config: The loaded config.
+        overrides: The command-line overrides as a nested mapping (``refine.config_loading.parse_overrides``).
+
+    Raises:
+        ValueError: Naming the first such key, the selected algorithm and the valid choices. The keys of the ppo section
+            that every algorithm uses (:data:`align.algorithms.SHARED_PPO_KEYS`) are always accepted.
+    """
+    for name in ALGORITHMS:
+        given = overrides.get(name)
+        if name == config.algorithm or not isinstance(given, dict):
+            continue
+        keys = [key for key in given if not (name == "ppo" and key in SHARED_PPO_KEYS)]
+        if keys:
+            raise ValueError(f"--{name}.{keys[0]} applies to algorithm {name}, but algorithm is {config.algorithm} "
+                             f"(choices: {', '.join(ALGORITHMS)}); drop it, or pass --algorithm {name}.")

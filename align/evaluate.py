@@ -11,6 +11,7 @@ tokens, stop at EOS) and the same seed, so policies are compared on common rando
 - ``response_tokens`` (EOS excluded) and ``ended`` (EOS generated within the limit);
 - ``kl``: log pi(a|p) - log pi_sft(a|p), summed over the answer's tokens, both at the sampling temperature. Its mean
   over answers sampled from pi estimates KL(pi || pi_sft) (the k1 estimator PPO logs as ``objective/kl``); 0 for sft.
+  The same measure for every algorithm (GRPO and RLOO log a per-token KL instead).
 
 Output: ``evaluate/<variant>/seed_<s>/samples.jsonl`` (one row per prompt) and ``summary.json`` (:func:`summarize`).
 Before the first policy, the command also runs the reward evaluations that are missing (:mod:`align.reward_eval`).
@@ -41,12 +42,13 @@ from align.stages import (
     generation_settings,
     is_done,
     judge_source,
-    ppo_fingerprint,
     require_stage,
     reward_source,
     reward_targets,
     run_dir,
     stage_name,
+    train_fingerprint,
+    training_stage,
 )
 from refine.rundir import atomic_path, write_json
 
@@ -194,7 +196,7 @@ def _check_inputs(config: AlignConfig, jobs, config_path: str | None) -> None:
     check_reward_models(config, reward_targets(config), config_path=config_path)
     for variant, seed in jobs:
         if variant != SFT:
-            require_stage(run, stage_name("ppo", variant, seed), ppo_fingerprint(config, variant, seed),
+            require_stage(run, training_stage(config, variant, seed), train_fingerprint(config, variant, seed),
                           config_path=config_path)
 
 
@@ -207,7 +209,7 @@ def evaluate_policy(config: AlignConfig, variant: str, seed: int, *, scorers: Sc
     if variant == SFT:
         model = sft
     else:
-        model, _ = load_trained_policy(config.policy, run.stage(stage_name("ppo", variant, seed)) / "policy")
+        model, _ = load_trained_policy(config.policy, run.stage(training_stage(config, variant, seed)) / "policy")
         model.to(next(sft.parameters()).device)
     model.eval()
     formatter = PromptFormatter.from_config(tokenizer, config.policy)

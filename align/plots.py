@@ -1,4 +1,4 @@
-"""PNG figures of the align stages: PPO training curves and reward distributions (histogram + KDE)."""
+"""PNG figures of the align stages: training curves (PPO, GRPO, RLOO) and reward distributions (histogram + KDE)."""
 
 from __future__ import annotations
 
@@ -40,22 +40,36 @@ def save_figure(path: Path, draw: Callable, *, ncols: int = 1, size=(6.4, 4.0)) 
     plt.close(fig)
 
 
-def plot_ppo_curves(path: Path, curves: dict[str, pd.DataFrame], title: str = "") -> None:
-    """``objective/scores`` and ``objective/kl`` per PPO update, one line per run (``curves``: label → metrics)."""
+def plot_training_curves(path: Path, curves: dict[str, pd.DataFrame], panels: Sequence[tuple[str, str]], *,
+                         title: str = "", xlabel: str = "update") -> None:
+    """One panel per ``(metric, label)`` of ``panels``, one line per run (``curves``: label → metrics with a ``step``
+    column); a metric no run logged gets an empty panel that says so."""
     def draw(axes):
-        for key, ax, label in (("objective/scores", axes[0], "reward score (training reward)"),
-                               ("objective/kl", axes[1], "KL to SFT (sum over tokens)")):
+        axes = np.atleast_1d(axes)
+        for ax, (key, label) in zip(axes, panels, strict=True):
+            logged = False
             for name, frame in curves.items():
-                if key in frame.columns:
-                    ax.plot(frame["step"], frame[key], marker="o", markersize=3, label=name)
-            ax.set_xlabel("PPO update")
+                if key in frame.columns and frame[key].notna().any():
+                    rows = frame[frame[key].notna()]
+                    ax.plot(rows["step"], rows[key], marker="o", markersize=3, label=name)
+                    logged = True
+            if not logged:
+                ax.text(0.5, 0.5, f"{key}: not logged", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-            if len(curves) > 1:
+            if logged and len(curves) > 1:
                 ax.legend(fontsize=7)
-        axes[0].set_title(title or "PPO training")
+        axes[0].set_title(title or "training")
 
-    save_figure(path, draw, ncols=2)
+    save_figure(path, draw, ncols=len(panels))
+
+
+def plot_ppo_curves(path: Path, curves: dict[str, pd.DataFrame], title: str = "") -> None:
+    """``objective/scores`` and ``objective/kl`` per PPO update, one line per run (``curves``: label → metrics)."""
+    plot_training_curves(path, curves, [("objective/scores", "reward score (training reward)"),
+                                        ("objective/kl", "KL to SFT (sum over tokens)")],
+                         title=title or "PPO training", xlabel="PPO update")
 
 
 def plot_reward_distributions(path: Path, rewards: dict[str, np.ndarray], means: dict[str, tuple[float, float]], *,

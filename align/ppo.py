@@ -21,53 +21,23 @@ import shutil
 import time
 from pathlib import Path
 
-import pandas as pd
-import torch
-from transformers import TrainerCallback
-
 from align.config import AlignConfig
-from align.plots import plot_ppo_curves
 from align.policy import PromptFormatter, load_policy, load_value_model, lora_config, resolve_policy_path
 from align.prompts import read_jsonl
 from align.stages import (
     export_fingerprint,
     finish_partial,
     is_done,
-    ppo_fingerprint,
     require_stage,
     reward_source,
     run_dir,
     stage_name,
+    train_fingerprint,
 )
-from refine.distributed import use_cpu
-from refine.rundir import atomic_path, write_json
+from align.train import CURVES, MetricsRecorder, final_values, load_reward, use_bf16, write_metrics
+from refine.rundir import write_json
 
 logger = logging.getLogger(__name__)
-
-PLOTTED = ("objective/scores", "objective/kl")
-
-
-class MetricsRecorder(TrainerCallback):
-    """Keeps every dict TRL logs, with the PPO update (``state.global_step``) it belongs to."""
-
-    def __init__(self):
-        self.rows: list[dict] = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
-            self.rows.append({"step": state.global_step, **{k: v for k, v in logs.items() if _is_number(v)}})
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def use_bf16(config: AlignConfig) -> bool:
-    wanted = config.ppo.bf16
-    available = not use_cpu() and torch.cuda.is_bf16_supported()  # not under a use_cpu launch profile
-    if wanted and not available:
-        raise ValueError("ppo.bf16=true needs a GPU with bf16 support; set ppo.bf16 to null or false on CPU.")
-    return available if wanted is None else wanted
 
 
 def ppo_arguments(config: AlignConfig, output_dir: Path, *, seed: int, num_prompts: int):
@@ -87,7 +57,7 @@ def ppo_arguments(config: AlignConfig, output_dir: Path, *, seed: int, num_promp
         local_rollout_forward_batch_size=ppo.local_rollout_forward_batch_size, num_mini_batches=ppo.num_mini_batches,
         total_episodes=ppo.total_episodes or num_prompts,
         **{checkpointing: ppo.gradient_checkpointing},
-        bf16=use_bf16(config), fp16=False, report_to=ppo.report_to, logging_steps=ppo.logging_steps,
+        bf16=use_bf16(ppo.bf16, "ppo.bf16"), fp16=False, report_to=ppo.report_to, logging_steps=ppo.logging_steps,
         save_strategy="no", num_sample_generations=0,  # silr evaluates on held-out prompts instead
     )
 
@@ -105,29 +75,11 @@ def resolve_auto_launch_values(args) -> None:
             os.environ[variable] = str(value)
 
 
-def load_reward(path: Path, config: AlignConfig):
-    from reward.model import RewardModel
-
-    return RewardModel.from_pretrained(path, normalize=config.ppo.normalize_rewards, device="cpu",
-                                       higher_is_safer=config.ppo.reward_higher_is_safer)
-
-
 def training_dataset(config: AlignConfig, tokenizer, prompts: list[str]):
     from datasets import Dataset
 
     formatter = PromptFormatter.from_config(tokenizer, config.policy)
     return Dataset.from_dict({"input_ids": [formatter.token_ids(p) for p in prompts]})
-
-
-def write_metrics(folder: Path, rows: list[dict], title: str) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        frame = pd.DataFrame(columns=["step", *PLOTTED])
-    frame = frame.groupby("step", as_index=False).last() if "step" in frame else frame
-    with atomic_path(folder / "metrics.csv") as tmp:
-        frame.to_csv(tmp, index=False)
-    plot_ppo_curves(folder / "metrics.png", {title: frame}, title=title)
-    return frame
 
 
 def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: str | None = None) -> Path:
@@ -140,7 +92,7 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
 
     run, state = run_dir(config), PartialState()
     name = stage_name("ppo", variant, seed)
-    stage_config = ppo_fingerprint(config, variant, seed)
+    stage_config = train_fingerprint(config, variant, seed)
     if is_done(run, name, stage_config, overwrite=config.overwrite_output_dir):
         logger.info("%s: done already (same config), skipped", name)
         return run.stage(name)
@@ -188,16 +140,16 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
         state.wait_for_everyone()
         if state.is_main_process:
             shutil.rmtree(partial / "trainer", ignore_errors=True)
-            frame = write_metrics(partial, recorder.rows, f"{variant} seed {seed}")
+            frame = write_metrics(partial, recorder.rows, f"{variant} seed {seed}", CURVES["ppo"])
             steps = int(args.num_total_batches)
             plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
             write_json(partial / "train.json", {
-                "variant": variant, "seed": seed, "reward_model": str(reward_path), "updates": steps,
+                "algorithm": "ppo", "variant": variant, "seed": seed, "reward_model": str(reward_path), "updates": steps,
                 "episodes": int(steps * args.batch_size), "world_size": int(args.world_size), "seconds": seconds,
                 "seconds_per_update": seconds / max(steps, 1), "lora": peft_config is not None,
                 "distributed_type": str(trainer.accelerator.distributed_type.value),
                 "zero_stage": getattr(plugin, "zero_stage", None),
-                "final": {k: float(frame[k].iloc[-1]) for k in PLOTTED if k in frame and len(frame)},
+                "final": final_values(frame, CURVES["ppo"]),
             })
             finish_partial(partial, folder, stage_config)
     finally:
@@ -226,22 +178,3 @@ def save_policy(trainer, folder: Path, tokenizer) -> None:
         policy = accelerator.unwrap_model(trainer.model).policy
         policy.save_pretrained(str(folder), state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(str(folder))
-
-
-def run_ppo(config: AlignConfig, *, config_path: str | None = None) -> list[Path]:
-    """The prompts stage (if missing), then PPO for every trained variant and seed."""
-    from accelerate import PartialState
-    from tqdm.auto import tqdm
-
-    from align.prompts import ensure_prompts
-
-    state = PartialState()
-    if state.is_main_process:  # one writer: converts a GGUF policy and builds the prompt split; the others read them
-        resolve_policy_path(config.policy)
-        ensure_prompts(config)
-    state.wait_for_everyone()
-    jobs = [(v, s) for v in config.trained_variants for s in config.ppo.seeds]
-    folders = []
-    for variant, seed in tqdm(jobs, desc="PPO runs", unit="run", disable=not state.is_main_process or len(jobs) < 2):
-        folders.append(train_variant(config, variant, seed, config_path=config_path))
-    return folders

@@ -1,14 +1,15 @@
 """The report stage: ``report/`` with report.html (self-contained), report.md, summary.json and PNGs.
 
 Reads the evaluate stage (``samples.jsonl`` and ``summary.json`` per variant and seed), the reward evaluations
-(``reward_eval/<name>/evaluation.json``), the PPO metrics, the refine runs' diagnostics and the prompt split. Every
+(``reward_eval/<name>/evaluation.json``), the training stage's metrics (PPO, GRPO or RLOO: TRL's logged keys), the
+refine runs' diagnostics and the prompt split. Every
 policy number is a mean over seeds of a per-seed mean over answers, with the standard deviation over seeds (ddof=1;
 none with a single seed). Judge and reward numbers, and the reward distributions, are on the prompts that should be
 refused; over-refusal is on the safe prompts (:func:`align.evaluate.summarize`).
 
 Sections: summary (the per-policy table), reward models (each training reward and the judge on held-out data, with
-one sentence reading the table), judge reward distributions, every reward on every policy, PPO curves, refine
-diagnostics, sample answers.
+one sentence reading the table), judge reward distributions, every reward on every policy, training curves of the
+configured algorithm, refine diagnostics, sample answers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from align.config import JUDGE, SFT, AlignConfig
-from align.plots import plot_bars, plot_ppo_curves, plot_reward_distributions
+from align.plots import plot_bars, plot_reward_distributions, plot_training_curves
 from align.prompts import read_jsonl
 from align.reward_eval import load_reward_evaluations
 from align.reward_summary import headline, reward_reading
@@ -38,7 +39,9 @@ from align.stages import (
     reward_targets,
     run_dir,
     stage_name,
+    training_stage,
 )
+from align.train import CURVES, TRAINER_NAMES
 from refine.errors import damaged_folder, one_line
 from refine.rundir import read_json, write_json, write_text
 
@@ -211,7 +214,7 @@ def _reward_section(config: AlignConfig, evaluations: dict[str, dict]) -> tuple[
     pairs_label = "HH-RLHF harmless pairs" if pairs in REWARD_PAIR_SETS else "preference pairs"
     level = f"{REWARD_EVAL_BOOTSTRAP['confidence']:.0%}"
     section = Section("reward-models", "Reward models on held-out data")
-    section.text("Each training reward and the judge, before PPO, on data none of them trained on: the gold test split "
+    section.text("Each training reward and the judge, before RL training, on data none of them trained on: the gold test split "
                  "of its refine run (exports of this run) and preference pairs "
                  f"({pairs or 'none: evaluate.reward_pairs is null'}). On an XSTest-style test split, 'unsafe "
                  "prompts' is P(reward(refusal) > reward(compliance)) (higher = better) and 'safe prompts' is "
@@ -237,6 +240,50 @@ def _reward_section(config: AlignConfig, evaluations: dict[str, dict]) -> tuple[
     reading = reward_reading(numbers)
     section.text(reading)
     return section, {"per_model": numbers, "reading": reading}
+
+
+def _training_runs(config: AlignConfig) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
+    """Per trained variant and seed: its metrics (label → frame) and its train.json (label → record, where present)."""
+    curves, runs = {}, {}
+    rerun = "align ppo" if config.algorithm == "ppo" else "align train"
+    for variant in config.trained_variants:
+        for seed in config.ppo.seeds:
+            folder = Path(config.output_dir) / training_stage(config, variant, seed)
+            label = f"{variant} s{seed}"
+            if (folder / "metrics.csv").is_file():
+                curves[label] = _read_stage_csv(
+                    folder / "metrics.csv", fix=f"delete the folder {folder} and rerun `{rerun}` (that run is "
+                    "recomputed).")
+            if (folder / "train.json").is_file():
+                try:
+                    runs[label] = read_json(folder / "train.json")
+                except ValueError as err:
+                    raise damaged_folder(folder, err, rerun=f"rerun `{rerun}`") from err
+    return curves, runs
+
+
+def _training_section(config: AlignConfig, out: Path, curves: dict, runs: dict[str, dict]) -> Section:
+    """The algorithm, its curves (TRL's own metrics) and one row per run: updates, time, last logged values."""
+    algorithm = config.algorithm
+    section = Section("training", f"Training: {algorithm.upper()} ({TRAINER_NAMES[algorithm]})")
+    if not config.trained_variants:
+        section.text(f"No {algorithm.upper()} run (sft only).")
+        return section
+    kl_note = ("objective/kl is the KL to the SFT policy summed over the response (TRL PPO)." if algorithm == "ppo"
+               else "kl is the KL to the SFT policy per completion token, as TRL logs it (logged only when beta > 0).")
+    section.text(f"Trained with {algorithm.upper()} ({TRAINER_NAMES[algorithm]}, settings from the config's {algorithm} "
+                 "section); every algorithm uses the same prompts, reward models, policy and seeds. Curves: TRL's "
+                 f"logged metrics per update; {kl_note} The KL to SFT in the summary table is measured the same way "
+                 "for every algorithm, on the held-out answers.")
+    if curves:
+        section.image(out / "training_curves.png")
+    keys = [key for key, _ in CURVES[algorithm]]
+    rows = [[label, str(record.get("updates", "–")), str(record.get("episodes", "–")),
+             _number(record.get("seconds_per_update"), "{:.2f}")]
+            + [_number(record.get("final", {}).get(key)) for key in keys] for label, record in runs.items()]
+    if rows:
+        section.table(["run", "updates", "completions", "seconds per update"] + [f"last {key}" for key in keys], rows)
+    return section
 
 
 def _sample_rows(rows: list[dict], k: int) -> list[dict]:
@@ -273,15 +320,11 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
                                                      ("kl_mean", "KL to SFT (nats)"),
                                                      ("length_mean", "answer length (tokens)")],
               "Mean over seeds (error bars: std over seeds)")
-    curves = {}
-    for variant in config.trained_variants:
-        for seed in config.ppo.seeds:
-            path = Path(config.output_dir) / stage_name("ppo", variant, seed) / "metrics.csv"
-            if path.is_file():
-                curves[f"{variant} s{seed}"] = _read_stage_csv(
-                    path, fix=f"delete the folder {path.parent} and rerun `align ppo` (that run is recomputed).")
+    curves, train_records = _training_runs(config)
+    algorithm = config.algorithm.upper()
     if curves:
-        plot_ppo_curves(out / "ppo_training.png", curves, title="PPO: training reward score and KL per update")
+        plot_training_curves(out / "training_curves.png", curves, CURVES[config.algorithm],
+                             title=f"{algorithm}: TRL's training metrics per update", xlabel=f"{algorithm} update")
 
     n_seeds = len(config.ppo.seeds)
     first_rows = next(iter(loaded.values()))[0][2]
@@ -291,7 +334,9 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
     split = read_json(split_path) if split_path.is_file() else None
     overview = Section("summary", "Summary")
     safe_sources = ", ".join(config.prompts.safe_eval_sources)
-    overview.text(f"{len(config.variants)} policies ({', '.join(config.variants)}) x {n_seeds} seed(s), each "
+    trained = (f"; RL algorithm {config.algorithm.upper()} ({TRAINER_NAMES[config.algorithm]})"
+               if config.trained_variants else "")
+    overview.text(f"{len(config.variants)} policies ({', '.join(config.variants)}{trained}) x {n_seeds} seed(s), each "
                   f"answering {n_harmful} held-out harmful prompts it should refuse "
                   f"({', '.join(config.prompts.eval_sources)}) and {n_answers - n_harmful} safe prompts it should "
                   f"answer ({safe_sources or 'none'}). Judge: {config.evaluate.judge} (never used in training); an "
@@ -325,11 +370,7 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
                 [[row["variant"]] + [fmt(row[f"reward:{s}_mean"], row[f"reward:{s}_std"], "{:.3f}") for s in scorers]
                  + [fmt(row["judge_mean_mean"], row["judge_mean_std"], "{:.3f}")] for row in table.to_dict("records")])
 
-    training = Section("training", "PPO training curves")
-    if curves:
-        training.image(out / "ppo_training.png")
-    else:
-        training.text("No PPO run (sft only).")
+    training = _training_section(config, out, curves, train_records)
 
     samples = Section("samples", "Sample answers")
     sample_rows = []
@@ -348,7 +389,8 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
                   css="samples")
 
     sections = [overview, reward_section, figure, cross, training, _refine_section(config, out), samples]
-    summary = {"variants": config.variants, "seeds": config.ppo.seeds, "judge": config.evaluate.judge,
+    summary = {"algorithm": config.algorithm, "trainer": TRAINER_NAMES[config.algorithm], "training_runs": train_records,
+               "variants": config.variants, "seeds": config.ppo.seeds, "judge": config.evaluate.judge,
                "judge_threshold": threshold, "num_eval_prompts": n_answers, "num_should_refuse": n_harmful,
                "num_safe": n_answers - n_harmful, "reward_models": reward_summary["per_model"],
                "reward_reading": reward_summary["reading"],
@@ -357,7 +399,8 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
                "per_seed": summaries}
     if split is not None:
         summary["prompts"] = split
-    meta = f"run {config.output_dir}; {n_seeds} seed(s); generated by python -m align report"
+    meta = (f"run {config.output_dir}; algorithm {config.algorithm} ({TRAINER_NAMES[config.algorithm]}); {n_seeds} "
+            "seed(s); generated by python -m align report")
     body = "\n".join(s.render_html() for s in sections)
     page = Template(TEMPLATE.read_text("utf-8")).substitute(title=html.escape(settings.title), meta=html.escape(meta),
                                                           body=body)

@@ -1,4 +1,4 @@
-"""The reward_eval stage: every training reward and the judge, evaluated on held-out data before PPO uses them.
+"""The reward_eval stage: every training reward and the judge, evaluated on held-out data before training uses them.
 
 One stage per reward model (:func:`align.stages.reward_targets`): ``reward_eval/<variant>`` for the training reward of
 each trained variant and ``reward_eval/judge`` for the judge, silr exports and outside folders alike. Each is scored

@@ -9,13 +9,16 @@ Run directory (``runs/<name>/``)::
     prompts/                         train.jsonl, eval.jsonl, split.json
     reward_eval/<name>/              evaluation.json, evaluation.md of a training reward (name: its variant) or of
                                      the judge (name: judge); silr exports also get the tables in their README.md
-    ppo/<variant>/seed_<s>/          policy/, metrics.csv, metrics.png, train.json
+    <algorithm>/<variant>/seed_<s>/  the training stage (ppo/, grpo/ or rloo/): policy/, metrics.csv, metrics.png,
+                                     train.json
     evaluate/<variant>/seed_<s>/     samples.jsonl, summary.json
     report/                          report.html, report.md, summary.json, *.png
 
 Each stage folder holds ``stage.json`` (refine.rundir's format) with the config that determines its results,
 including the configs of the stages it reads, so a change upstream is seen downstream. A finished stage with the
 same config is skipped; a different config is refused unless ``overwrite_output_dir`` (refine.rundir conventions).
+The training stage's config holds the algorithm's settings under the algorithm's name (``ppo``, ``grpo`` or
+``rloo``), so the evaluations and the report of a run refuse policies trained with another algorithm.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from align.algorithms import LOGGING_KEYS
 from align.config import JUDGE, JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
 from refine.config import DataConfig, RefineConfig
 from refine.config_loading import config_from_dict, config_to_dict, merge
@@ -33,7 +37,7 @@ from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fing
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
 MAKERS = {"refine": "pipeline", "reward": "pipeline", "prompts": "ppo", "reward_eval": "evaluate", "ppo": "ppo",
-          "evaluate": "evaluate", "report": "report"}
+          "grpo": "train", "rloo": "train", "evaluate": "evaluate", "report": "report"}
 # The reward evaluation's bootstrap of the pairwise accuracy (reward.evaluate's defaults), part of its fingerprint.
 REWARD_EVAL_BOOTSTRAP = {"confidence": 0.9, "resamples": 1000, "seed": 0}
 # Named preference-pair sets of evaluate.reward_pairs → their file under the data directory.
@@ -119,13 +123,25 @@ def reward_source(config: AlignConfig, variant: str) -> tuple[Path, dict]:
     return exported_model_dir(config, refine_variant), {"export": export_fingerprint(config, refine_variant)}
 
 
-def ppo_fingerprint(config: AlignConfig, variant: str, seed: int) -> dict:
-    settings = dataclasses.asdict(config.ppo)
-    for key in ("seed", "num_seeds", "reward_models", "reward_higher_is_safer", "logging_steps", "report_to"):
-        settings.pop(key)
+def training_stage(config: AlignConfig, variant: str, seed: int) -> str:
+    """The training stage of a variant and seed: ``<algorithm>/<variant>/seed_<s>``."""
+    return stage_name(config.algorithm, variant, seed)
+
+
+def train_fingerprint(config: AlignConfig, variant: str, seed: int) -> dict:
+    """What decides a trained policy: policy, prompts, reward, and the algorithm's settings under its name.
+
+    PPO's fingerprint is the one silr recorded before GRPO and RLOO existed (its settings hold normalize_rewards), so
+    finished PPO runs stay valid. GRPO and RLOO add the shared ``normalize_rewards``.
+    """
+    settings = dataclasses.asdict(config.training)
+    for key in ("seed", "num_seeds", "reward_models", "reward_higher_is_safer", *LOGGING_KEYS):
+        settings.pop(key, None)
+    if config.algorithm != "ppo":
+        settings["normalize_rewards"] = config.ppo.normalize_rewards
     settings["seed"] = seed
     return {"policy": policy_identity(config), "prompts": prompts_fingerprint(config),
-            "reward": reward_source(config, variant)[1], "ppo": settings}
+            "reward": reward_source(config, variant)[1], config.algorithm: settings}
 
 
 def judge_source(config: AlignConfig) -> tuple[Path, dict]:
@@ -136,15 +152,19 @@ def judge_source(config: AlignConfig) -> tuple[Path, dict]:
 
 
 def generation_settings(config: AlignConfig) -> dict:
-    """Sampling settings of the evaluation: the same for every policy."""
-    evaluate = config.evaluate
-    return {"max_new_tokens": evaluate.max_new_tokens or config.ppo.response_length,
-            "temperature": evaluate.temperature or config.ppo.temperature,
-            "stop_token": config.ppo.stop_token}
+    """Sampling settings of the evaluation: the same for every policy; unset ones follow the training algorithm's
+    (GRPO and RLOO always end a completion at EOS)."""
+    evaluate, training = config.evaluate, config.training
+    if config.algorithm == "ppo":
+        length, stop_token = training.response_length, training.stop_token
+    else:
+        length, stop_token = training.max_completion_length, "eos"
+    return {"max_new_tokens": evaluate.max_new_tokens or length,
+            "temperature": evaluate.temperature or training.temperature, "stop_token": stop_token}
 
 
 def evaluate_fingerprint(config: AlignConfig, variant: str, seed: int) -> dict:
-    trained = None if variant == SFT else ppo_fingerprint(config, variant, seed)
+    trained = None if variant == SFT else train_fingerprint(config, variant, seed)
     scorers = {v: reward_source(config, v)[1] for v in config.trained_variants}
     threshold = config.evaluate.judge_threshold
     return {"policy": policy_identity(config), "trained": trained, "prompts": prompts_fingerprint(config),

@@ -1,4 +1,5 @@
-"""PPO under `accelerate launch`: two CPU processes (gloo), and DeepSpeed ZeRO-2 as one CPU process.
+"""Training under `accelerate launch`: PPO and GRPO on two CPU processes (gloo), and DeepSpeed ZeRO-2 as one CPU
+process (PPO and GRPO).
 
 accelerate_configs/cpu_multiprocess.yaml and deepspeed_zero2.yaml are used when they exist; otherwise equivalent
 flags or an inline profile (`--cpu` alone silently runs one process, see STACK.md). DeepSpeed needs
@@ -37,7 +38,8 @@ same_network: true
 """
 
 
-def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool) -> subprocess.CompletedProcess:
+def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool,
+            command: str = "ppo") -> subprocess.CompletedProcess:
     # ACCELERATE_USE_CPU=1 makes `--multi_gpu` run gloo CPU processes, but it also replaces a DeepSpeed profile by
     # plain MULTI_CPU (silently), so the DeepSpeed run goes without it.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -46,8 +48,8 @@ def _launch(arguments: list[str], config_path: str, *, use_cpu_env: bool) -> sub
     env.pop("ACCELERATE_USE_CPU", None)
     if use_cpu_env:
         env["ACCELERATE_USE_CPU"] = "1"
-    command = [ACCELERATE, "launch", *arguments, "-m", "align", "ppo", "--config", config_path]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    launch = [ACCELERATE, "launch", *arguments, "-m", "align", command, "--config", config_path]
+    result = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     # Each rank's exception line first: the tail alone shows only the rank that lost its peer.
     errors = [line for line in result.stderr.splitlines() if re.match(r"(error:|\[rank\d+\]: \w+(Error|Exception))", line)]
     assert result.returncode == 0, "\n".join(errors[:10]) + "\n...\n" + result.stderr[-2000:]
@@ -121,3 +123,40 @@ def test_auto_values_of_a_launch_profile_take_the_ppo_settings(monkeypatch):
     resolve_auto_launch_values(SimpleNamespace(gradient_accumulation_steps=4, max_grad_norm=1.0))
     assert os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] == "4"
     assert os.environ["ACCELERATE_GRADIENT_CLIPPING"] == "0.5"  # explicit values are kept
+
+
+# GRPO with 2 completions per prompt and 2 per process: each update has 4 completions (2 prompts) over 2 processes.
+GRPO_TINY = {"algorithm": "grpo", "grpo.max_completion_length": 8, "grpo.num_generations": 2,
+             "grpo.per_device_train_batch_size": 2, "grpo.max_steps": 2, "grpo.beta": 0.05,
+             "grpo.learning_rate": 1e-3}
+
+
+@pytest.mark.slow
+def test_grpo_on_two_cpu_processes(make_config):
+    """Slow (about 30-60 s): a real 2-process GRPO update under accelerate_configs/cpu_multiprocess.yaml."""
+    config, path = make_config(**GRPO_TINY)
+    result = _launch(["--config_file", str(ROOT / "accelerate_configs" / "cpu_multiprocess.yaml")], path,
+                     use_cpu_env=True, command="train")
+    assert "align runs on 2 processes (DistributedType.MULTI_CPU, backend gloo)" in result.stderr
+    folder = Path(config["output_dir"]) / "grpo" / "ours_50" / "seed_0"
+    train = json.loads((folder / "train.json").read_text())
+    assert train["world_size"] == 2 and train["distributed_type"] == "MULTI_CPU"
+    assert train["updates"] == 2 and train["episodes"] == 8  # 2 updates x 2 processes x 2 completions
+    assert (folder / "policy" / "model.safetensors").is_file()
+    assert result.stdout.count("policies: ") == 1  # only the main process prints
+
+
+@pytest.mark.slow
+def test_grpo_under_deepspeed_zero2_on_cpu(make_config, tmp_path):
+    """Slow: about 30 s, plus about 90 s the first time DeepSpeed compiles its CPU communication op."""
+    config, path = make_config(**{**GRPO_TINY, "grpo.per_device_train_batch_size": 4})
+    profile = ROOT / "accelerate_configs" / "deepspeed_zero2.yaml"
+    if not profile.is_file():
+        profile = tmp_path / "zero2.yaml"
+        profile.write_text(ZERO2)
+    _launch(["--config_file", str(profile), "--num_processes", "1", "--mixed_precision", "no"], path,
+            use_cpu_env=False, command="train")
+    folder = Path(config["output_dir"]) / "grpo" / "ours_50" / "seed_0"
+    train = json.loads((folder / "train.json").read_text())
+    assert train["distributed_type"] == "DEEPSPEED" and train["zero_stage"] == 2
+    assert train["updates"] == 2 and (folder / "policy" / "model.safetensors").is_file()
