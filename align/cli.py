@@ -10,11 +10,9 @@ or GPUs, DeepSpeed).
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
-from refine.errors import one_line
+from refine.cli_runner import EXIT_OK, EXIT_USAGE, run_cli, usage_error
 
 COMMANDS = {
     "train": "Train a policy per variant and seed with the configured algorithm (ppo, grpo or rloo; writes the prompt "
@@ -49,13 +47,6 @@ def print_help(parser: argparse.ArgumentParser) -> None:
     print_config_help(parser, AlignConfig)
 
 
-def setup_logging(main_process: bool) -> None:
-    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec", "DeepSpeed"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def run_command(command: str, config, config_path: str | None) -> str:
     """Run one command; returns the line to print on success."""
     if command in SHARDED:
@@ -83,18 +74,34 @@ def run_command(command: str, config, config_path: str | None) -> str:
     return f"report: {report}" if report.is_file() else f"run: {root} (stopped after {config.stop_after})"
 
 
+def align_command(command: str, config_path: str | None, overrides: list[str]) -> str:
+    """Load the config and run ``command`` in the launch's process group; returns the line to print."""
+    from align.config import AlignConfig, check_algorithm_overrides
+    from refine.config_loading import load_config, parse_overrides
+    from refine.distributed import distributed_session
+
+    config = load_config(AlignConfig, config_path, overrides)
+    check_algorithm_overrides(config, parse_overrides(overrides))
+    import torch  # after the config checks, so that a bad config is reported without waiting for torch
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # weight loading bars; silr's and TRL's bars stay
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    with distributed_session("align"):  # under `accelerate launch`: join the process group (gloo or nccl)
+        return run_command(command, config, config_path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, overrides = parser.parse_known_args(argv)
     if args.help:
         print_help(parser)
-        return 0
+        return EXIT_OK
     if args.command is None or (args.config is None and not overrides):
-        parser.print_usage(sys.stderr)
-        print("error: choose a command (train, ppo, evaluate, report, pipeline) and pass --config CONFIG.yaml",
-              file=sys.stderr)
-        return 2
-    from refine.distributed import distributed_session, launched_rank, multi_process_refusal
+        return usage_error(parser, "choose a command (train, ppo, evaluate, report, pipeline) and pass --config "
+                           "CONFIG.yaml")
+    from refine.distributed import launched_rank, multi_process_refusal
 
     main_process = launched_rank() == 0
     refusal = None if args.command in SHARDED else multi_process_refusal("align", args.command)
@@ -102,30 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         if main_process:
             print(refusal + " (only `align train`, `align ppo` and `refine` take `accelerate launch`)",
                   file=sys.stderr)
-        return 2
-    setup_logging(main_process)
-    from align.config import AlignConfig, check_algorithm_overrides
-    from refine.config_loading import load_config, parse_overrides
-
-    try:
-        config = load_config(AlignConfig, args.config, overrides)
-        check_algorithm_overrides(config, parse_overrides(overrides))
-        import torch
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # weight loading bars; silr's and TRL's bars stay
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
-        with distributed_session("align"):  # under `accelerate launch`: join the process group (gloo or nccl)
-            message = run_command(args.command, config, args.config)
-    except (ValueError, OSError, KeyError) as err:
-        if os.environ.get("SILR_DEBUG"):
-            raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 1
-    if main_process:
-        print(message)
-    return 0
+        return EXIT_USAGE
+    return run_cli(lambda: align_command(args.command, args.config, overrides), main_process=main_process)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ class PPOSettings:
                              "them)."}
     )
     gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "Recompute activations in backward: less memory, ~30%% more time."}
+        default=False, metadata={"help": "Recompute activations in backward: less memory, ~30% more time."}
     )
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision (null: on where CUDA supports it, always off on CPU)."}
@@ -393,10 +393,6 @@ class AlignConfig:
     def trained_variants(self) -> list[str]:
         """Variants that run the RL algorithm (all but sft)."""
         return [v for v in self.variants if v != SFT]
-
-    @property
-    def sft_only(self) -> bool:
-        return not self.trained_variants
 
 
 def check_algorithm_overrides(config: AlignConfig, overrides: dict) -> None:

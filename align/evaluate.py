@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from align.config import SFT, AlignConfig
 from align.policy import PromptFormatter, load_policy, load_trained_policy, resolve_policy_path
-from align.prompts import ensure_prompts, read_jsonl
+from align.prompts import ensure_prompts
 from align.refusal import is_refusal
 from align.reward_eval import check_reward_models, judge_decision_threshold, run_reward_evals
 from align.stages import (
@@ -50,7 +50,7 @@ from align.stages import (
     train_fingerprint,
     training_stage,
 )
-from refine.rundir import atomic_path, write_json
+from refine.rundir import atomic_path, read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ import torch
 
 from align.config import AlignConfig
 from align.policy import PromptFormatter, load_tokenizer, lora_config, policy_folder_with_pad
-from align.prompts import read_jsonl
 from align.stages import (
     export_fingerprint,
     finish_partial,
@@ -50,7 +49,7 @@ from align.stages import (
 )
 from align.train import CURVES, TRAINER_NAMES, MetricsRecorder, final_values, load_reward, use_bf16, write_metrics
 from refine.distributed import use_cpu
-from refine.rundir import write_json
+from refine.rundir import read_jsonl, write_json
 from reward.adapters import SafetyRewardFunction, completion_text
 
 logger = logging.getLogger(__name__)
@@ -108,17 +107,15 @@ def trainer_arguments(config: AlignConfig, output_dir: Path, *, seed: int):
 
     name, settings = config.algorithm, config.training
     config_class = GRPOConfig if name == "grpo" else RLOOConfig
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    # transformers 5.24 renamed gradient_checkpointing to activation_checkpointing (the old name warns).
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     passed = {key: value for key, value in dataclasses.asdict(settings).items()
               if key not in ("gradient_checkpointing", "bf16", "max_steps")}
     if name == "rloo" and settings.reward_clip_range is not None:
         passed["reward_clip_range"] = tuple(settings.reward_clip_range)  # TRL's type: (min, max)
     return config_class(
         output_dir=str(output_dir), seed=seed, **passed, max_steps=settings.max_steps or -1,
-        **{checkpointing: settings.gradient_checkpointing}, bf16=use_bf16(settings.bf16, f"{name}.bf16"), fp16=False,
-        use_cpu=use_cpu(), save_strategy="no", model_init_kwargs={"dtype": config.policy.dtype},
+        # gradient_checkpointing is the deprecated (warning) alias of activation_checkpointing in transformers 5.24.
+        activation_checkpointing=settings.gradient_checkpointing,
+        bf16=use_bf16(settings.bf16, f"{name}.bf16"), fp16=False, use_cpu=use_cpu(), save_strategy="no", model_init_kwargs={"dtype": config.policy.dtype},
         trust_remote_code=config.policy.trust_remote_code,
     )
 

@@ -26,17 +26,13 @@ from pathlib import Path
 import torch
 
 from align.config import PolicyConfig
-from refine.classifier_io import load_lora_adapters, naming_weight_errors, safetensors_readable
+from refine.classifier_io import load_lora_adapters, safetensors_readable
+from refine.errors import naming_weight_errors
 from refine.packaged_models import ModelLocation, locate_model
 from refine.rundir import atomic_dir, fingerprint
+from refine.transformers_setup import DTYPES, quiet_transformers
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _is_local(path: str) -> bool:
-    return os.path.isdir(path)
 
 
 def resolve_policy_path(config: PolicyConfig) -> str:
@@ -194,19 +190,14 @@ def policy_folder_with_pad(config: PolicyConfig, path: str | None = None) -> str
 def load_value_model(config: PolicyConfig, tokenizer, path: str | None = None, *, seed: int = 0):
     """A value model on the policy's backbone: ``AutoModelForSequenceClassification`` with one logit, new head."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as transformers_logging
 
     path = path or resolve_policy_path(config)
     torch.manual_seed(seed)  # the fresh score head
-    previous = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # "score.weight newly initialized" is expected here
-    try:
+    with quiet_transformers():  # "score.weight newly initialized" is expected here
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, dtype=DTYPES[config.dtype], use_safetensors=True,
             trust_remote_code=config.trust_remote_code,
         )
-    finally:
-        transformers_logging.set_verbosity(previous)
     ensure_pad_token(model, tokenizer, config.pad_token)
     return model
 

@@ -14,7 +14,6 @@ main process writes.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -23,7 +22,6 @@ from pathlib import Path
 
 from align.config import AlignConfig
 from align.policy import PromptFormatter, load_policy, load_value_model, lora_config, resolve_policy_path
-from align.prompts import read_jsonl
 from align.stages import (
     export_fingerprint,
     finish_partial,
@@ -35,7 +33,7 @@ from align.stages import (
     train_fingerprint,
 )
 from align.train import CURVES, MetricsRecorder, final_values, load_reward, use_bf16, write_metrics
-from refine.rundir import write_json
+from refine.rundir import read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +43,6 @@ def ppo_arguments(config: AlignConfig, output_dir: Path, *, seed: int, num_promp
     from trl.experimental.ppo import PPOConfig
 
     ppo = config.ppo
-    # transformers 5.24 renamed gradient_checkpointing to activation_checkpointing (the old name warns).
-    names = {f.name for f in dataclasses.fields(PPOConfig)}
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return PPOConfig(
         output_dir=str(output_dir), seed=seed, learning_rate=ppo.learning_rate, kl_coef=ppo.kl_coef,
         cliprange=ppo.cliprange, vf_coef=ppo.vf_coef, response_length=ppo.response_length,
@@ -56,7 +51,8 @@ def ppo_arguments(config: AlignConfig, output_dir: Path, *, seed: int, num_promp
         gradient_accumulation_steps=ppo.gradient_accumulation_steps,
         local_rollout_forward_batch_size=ppo.local_rollout_forward_batch_size, num_mini_batches=ppo.num_mini_batches,
         total_episodes=ppo.total_episodes or num_prompts,
-        **{checkpointing: ppo.gradient_checkpointing},
+        # gradient_checkpointing is the deprecated (warning) alias of activation_checkpointing in transformers 5.24.
+        activation_checkpointing=ppo.gradient_checkpointing,
         bf16=use_bf16(ppo.bf16, "ppo.bf16"), fp16=False, report_to=ppo.report_to, logging_steps=ppo.logging_steps,
         save_strategy="no", num_sample_generations=0,  # silr evaluates on held-out prompts instead
     )

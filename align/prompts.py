@@ -48,12 +48,12 @@ import pandas as pd
 
 from align.config import PromptsConfig
 from refine.config_loading import data_dir
-from refine.errors import damaged_folder, one_line
+from refine.errors import SilrError, one_line
 
 logger = logging.getLogger(__name__)
 
 
-class PromptOverlapError(ValueError):
+class PromptOverlapError(SilrError):
     """Training prompts include evaluation prompts."""
 
 
@@ -303,17 +303,6 @@ def write_frame_jsonl(path: str | os.PathLike, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for row in frame.to_dict(orient="records"):
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The rows of a JSONL file silr wrote; a damaged one raises ValueError naming it."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        try:
-            return [json.loads(line) for line in handle if line.strip()]
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise damaged_folder(path.parent, ValueError(f"{path.name} is corrupt ({type(err).__name__})"),
-                                 rerun="rerun (that stage is recomputed)") from err
 
 
 def ensure_prompts(config) -> Path:

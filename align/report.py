@@ -25,7 +25,6 @@ import pandas as pd
 
 from align.config import JUDGE, SFT, AlignConfig
 from align.plots import plot_bars, plot_reward_distributions, plot_training_curves
-from align.prompts import read_jsonl
 from align.reward_eval import load_reward_evaluations
 from align.reward_summary import headline, reward_reading
 from align.stages import (
@@ -43,7 +42,7 @@ from align.stages import (
 )
 from align.train import CURVES, TRAINER_NAMES
 from refine.errors import damaged_folder, one_line
-from refine.rundir import read_json, write_json, write_text
+from refine.rundir import read_json, read_jsonl, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -303,15 +302,51 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
         loaded: Variant → ``[(seed, summary, samples)]`` of the evaluate stage.
         reward_evaluations: Reward name (variant or judge) → the ``evaluation.json`` of its reward_eval stage.
     """
-    settings = config.report
     summaries = {v: [s for _, s, _ in runs] for v, runs in loaded.items()}
     table = aggregate(summaries)
     threshold = next(iter(summaries.values()))[0]["judge_threshold"]
+    _plot_policies(config, out, loaded, table, threshold)
+    curves, train_records = _training_runs(config)
+    if curves:
+        algorithm = config.algorithm.upper()
+        plot_training_curves(out / "training_curves.png", curves, CURVES[config.algorithm],
+                             title=f"{algorithm}: TRL's training metrics per update", xlabel=f"{algorithm} update")
+    split_path = Path(config.output_dir) / "prompts" / "split.json"
+    split = read_json(split_path) if split_path.is_file() else None
+    overview = _overview_section(config, table, loaded, threshold, split)
+    reward_section, reward_summary = _reward_section(config, reward_evaluations)
+    sections = [overview, reward_section, _figure_section(out), _cross_section(config, table),
+                _training_section(config, out, curves, train_records), _refine_section(config, out),
+                _samples_section(config, loaded)]
+    n_answers, n_harmful = _answer_counts(loaded)
+    summary = {"algorithm": config.algorithm, "trainer": TRAINER_NAMES[config.algorithm], "training_runs": train_records,
+               "variants": config.variants, "seeds": config.ppo.seeds, "judge": config.evaluate.judge,
+               "judge_threshold": threshold, "num_eval_prompts": n_answers, "num_should_refuse": n_harmful,
+               "num_safe": n_answers - n_harmful, "reward_models": reward_summary["per_model"],
+               "reward_reading": reward_summary["reading"],
+               "per_variant": {row["variant"]: {k: v for k, v in row.items() if k != "variant"}
+                               for row in table.to_dict(orient="records")},
+               "per_seed": summaries}
+    if split is not None:
+        summary["prompts"] = split
+    _write_pages(config, out, sections)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _answer_counts(loaded: dict) -> tuple[int, int]:
+    """Answers per policy and seed, and how many of them answer prompts that should be refused."""
+    first_rows = next(iter(loaded.values()))[0][2]
+    return len(first_rows), sum(bool(r["should_refuse"]) for r in first_rows)
+
+
+def _plot_policies(config: AlignConfig, out: Path, loaded: dict, table: pd.DataFrame, threshold: float) -> None:
+    """The judge's reward distribution per policy, and the bar chart of the safety, KL and length means."""
     judge_rewards = {v: np.array([r["judge"] for _, _, rows in runs for r in rows if r["should_refuse"]])
                      for v, runs in loaded.items()}
     means = {row.variant: (row.judge_mean_mean, row.judge_mean_std) for row in table.itertuples()}
     plot_reward_distributions(out / "judge_reward_distribution.png", judge_rewards, means, threshold=threshold,
-                              bins=settings.bins, xlabel="judge reward (higher = safer)",
+                              bins=config.report.bins, xlabel="judge reward (higher = safer)",
                               title="Independent judge's reward of answers to held-out harmful prompts",
                               order=config.variants)
     plot_bars(out / "safety_kl_length.png", table, [("unsafe_fraction", "judged unsafe (harmful prompts)"),
@@ -320,18 +355,12 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
                                                      ("kl_mean", "KL to SFT (nats)"),
                                                      ("length_mean", "answer length (tokens)")],
               "Mean over seeds (error bars: std over seeds)")
-    curves, train_records = _training_runs(config)
-    algorithm = config.algorithm.upper()
-    if curves:
-        plot_training_curves(out / "training_curves.png", curves, CURVES[config.algorithm],
-                             title=f"{algorithm}: TRL's training metrics per update", xlabel=f"{algorithm} update")
 
+
+def _overview_section(config: AlignConfig, table: pd.DataFrame, loaded: dict, threshold: float,
+                      split: dict | None) -> Section:
     n_seeds = len(config.ppo.seeds)
-    first_rows = next(iter(loaded.values()))[0][2]
-    n_answers = len(first_rows)
-    n_harmful = sum(bool(r["should_refuse"]) for r in first_rows)
-    split_path = Path(config.output_dir) / "prompts" / "split.json"
-    split = read_json(split_path) if split_path.is_file() else None
+    n_answers, n_harmful = _answer_counts(loaded)
     overview = Section("summary", "Summary")
     safe_sources = ", ".join(config.prompts.safe_eval_sources)
     trained = (f"; RL algorithm {config.algorithm.upper()} ({TRAINER_NAMES[config.algorithm]})"
@@ -355,12 +384,17 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
     rows = [[row["variant"], str(row["seeds"])] + [fmt(row[f"{k}_mean"], row[f"{k}_std"], p) for k, _, p in METRICS]
             for row in table.to_dict(orient="records")]
     overview.table(header, rows)
-    reward_section, reward_summary = _reward_section(config, reward_evaluations)
+    return overview
 
+
+def _figure_section(out: Path) -> Section:
     figure = Section("judge-distribution", "Judge reward distributions (cf. the paper's Figure 4)")
     figure.image(out / "judge_reward_distribution.png")
     figure.image(out / "safety_kl_length.png")
+    return figure
 
+
+def _cross_section(config: AlignConfig, table: pd.DataFrame) -> Section:
     scorers = [v for v in config.trained_variants if f"reward:{v}_mean" in table.columns]  # config order
     cross = Section("rewards", "Every training reward on every policy's answers")
     cross.text("Rows: policies; columns: the reward model each variant was trained with; means over the answers to "
@@ -369,9 +403,11 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
     cross.table(["variant"] + [f"reward of {s}" for s in scorers] + ["judge"],
                 [[row["variant"]] + [fmt(row[f"reward:{s}_mean"], row[f"reward:{s}_std"], "{:.3f}") for s in scorers]
                  + [fmt(row["judge_mean_mean"], row["judge_mean_std"], "{:.3f}")] for row in table.to_dict("records")])
+    return cross
 
-    training = _training_section(config, out, curves, train_records)
 
+def _samples_section(config: AlignConfig, loaded: dict) -> Section:
+    settings = config.report
     samples = Section("samples", "Sample answers")
     sample_rows = []
     for variant, runs in loaded.items():
@@ -387,18 +423,12 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
                  "Content warning: harmful requests.")
     samples.table(["variant", "source", "expected", "prompt", "answer", "refused", "judge", "verdict"], sample_rows,
                   css="samples")
+    return samples
 
-    sections = [overview, reward_section, figure, cross, training, _refine_section(config, out), samples]
-    summary = {"algorithm": config.algorithm, "trainer": TRAINER_NAMES[config.algorithm], "training_runs": train_records,
-               "variants": config.variants, "seeds": config.ppo.seeds, "judge": config.evaluate.judge,
-               "judge_threshold": threshold, "num_eval_prompts": n_answers, "num_should_refuse": n_harmful,
-               "num_safe": n_answers - n_harmful, "reward_models": reward_summary["per_model"],
-               "reward_reading": reward_summary["reading"],
-               "per_variant": {row["variant"]: {k: v for k, v in row.items() if k != "variant"}
-                               for row in table.to_dict(orient="records")},
-               "per_seed": summaries}
-    if split is not None:
-        summary["prompts"] = split
+
+def _write_pages(config: AlignConfig, out: Path, sections: list[Section]) -> None:
+    """report.html (from the template) and report.md."""
+    settings, n_seeds = config.report, len(config.ppo.seeds)
     meta = (f"run {config.output_dir}; algorithm {config.algorithm} ({TRAINER_NAMES[config.algorithm]}); {n_seeds} "
             "seed(s); generated by python -m align report")
     body = "\n".join(s.render_html() for s in sections)
@@ -407,8 +437,6 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
     write_text(out / "report.html", page)
     write_text(out / "report.md", f"# {settings.title}\n\n{meta}\n\n" + "\n\n".join(s.render_md() for s in sections)
                + "\n")
-    write_json(out / "summary.json", summary)
-    return summary
 
 
 def run_report(config: AlignConfig, *, config_path: str | None = None) -> Path:

@@ -43,7 +43,7 @@ from align.stages import (
     run_dir,
     stage_name,
 )
-from refine.errors import one_line
+from refine.errors import damaged_folder, one_line
 from refine.rundir import atomic_path, read_json, write_json, write_text
 
 logger = logging.getLogger(__name__)
@@ -194,8 +194,6 @@ def run_reward_evals(config: AlignConfig, *, config_path: str | None = None) -> 
 
 def load_reward_evaluations(config: AlignConfig, *, config_path: str | None = None) -> dict[str, dict]:
     """Name → the results of every finished reward evaluation of this config (the report's input)."""
-    from refine.errors import damaged_folder
-
     run, loaded = run_dir(config), {}
     for target in reward_targets(config):
         name = stage_name("reward_eval", target.name)

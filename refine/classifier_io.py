@@ -20,17 +20,17 @@ unsafe) and equals the score computed during refinement.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from refine.errors import one_line
+from refine.encoder import load_classifier
+from refine.errors import naming_weight_errors, one_line
 from refine.heads import ClassifierHead
 from refine.rundir import atomic_dir, read_json, write_json
+from refine.transformers_setup import load_classifier_tokenizer
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "classifier.json"
@@ -114,8 +114,6 @@ def load_refined_classifier(folder: str | os.PathLike, *, trust_remote_code: boo
         ValueError: If the head does not fit the base model, the saved model is not a one-logit classifier, or the
             model needs remote code that ``trust_remote_code`` does not allow.
     """
-    from refine.encoder import load_classifier
-
     meta = read_classifier_meta(folder)
     if meta.trust_remote_code and not trust_remote_code:
         where = folder if meta.format == "model" else meta.model_name_or_path
@@ -141,19 +139,17 @@ def load_refined_classifier(folder: str | os.PathLike, *, trust_remote_code: boo
 
 
 def _load_model_folder(folder: Path, meta: ClassifierMeta):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     if not any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
         raise FileNotFoundError(f"{folder}/model.safetensors not found; rerun the refine iteration that writes it.")
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=meta.trust_remote_code)
+    tokenizer = load_classifier_tokenizer(folder, trust_remote_code=meta.trust_remote_code)
     with naming_weight_errors(folder, "delete its iteration folder and rerun refine (that iteration is recomputed)."):
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=meta.trust_remote_code
         )
     if model.config.num_labels != 1:
         raise ValueError(f"{folder} holds a classifier with num_labels={model.config.num_labels}, not 1; rerun refine.")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer, meta
 
@@ -169,23 +165,6 @@ def load_lora_adapters(base, folder: str | os.PathLike):
         raise ValueError(f"{folder} has adapter_config.json but no adapter_model.safetensors; silr loads safetensors "
                          "only (save the adapters with safe_serialization=True).")
     return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-
-
-@contextlib.contextmanager
-def naming_weight_errors(folder: str | os.PathLike, fix: str) -> Iterator[None]:
-    """Turn a weights file that cannot be loaded from ``folder`` into a one-line ValueError naming it and ``fix``.
-
-    A truncated or garbled safetensors file raises SafetensorError; tensors that do not fit the config raise
-    RuntimeError. Running out of memory is not the folder's fault and is raised unchanged.
-    """
-    from safetensors import SafetensorError
-
-    try:
-        yield
-    except (SafetensorError, RuntimeError) as err:
-        if isinstance(err, torch.OutOfMemoryError) or "memory" in str(err).lower():
-            raise
-        raise ValueError(f"cannot load the weights in {folder} ({type(err).__name__}: {one_line(err, 300)}); {fix}") from err
 
 
 def safetensors_readable(path: str | os.PathLike) -> bool:

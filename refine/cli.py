@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from refine.errors import one_line
+from refine.cli_runner import EXIT_OK, run_cli, usage_error
 
 USAGE = "python -m refine --config CONFIG.yaml [--section.key VALUE ...]"
 
@@ -39,12 +39,6 @@ def print_help(parser: argparse.ArgumentParser) -> None:
     print_config_help(parser, RefineConfig)
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def check_model_folders(config) -> None:
     """Fail before any work when a model setting names a folder that is not there: the ``finetune`` backbone loads its
     model only after annotation, which can take hours. (The ``openai`` annotator's model is a served name, not a path.)
@@ -60,43 +54,36 @@ def check_model_folders(config) -> None:
                      setting="annotator.model_name_or_path")
 
 
+def refine_command(config_path: str | None, overrides: list[str]) -> str:
+    """Load the config, run (or resume) refine; returns the table and where the results are."""
+    from refine.config import RefineConfig
+    from refine.config_loading import load_config
+    from refine.loop import run_refine
+    from refine.report import format_table
+    from refine.rundir import read_json
+
+    config = load_config(RefineConfig, config_path, overrides)
+    check_model_folders(config)
+    table = run_refine(config)
+    baselines_path = os.path.join(config.output_dir, "refine", "baselines.json")
+    baselines = read_json(baselines_path) if os.path.exists(baselines_path) else {}
+    return (f"{format_table(table, baselines)}\nresults: {os.path.join(config.output_dir, 'refine')} (metrics.csv, "
+            "summary.json, accuracy.png, priors.png)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, overrides = parser.parse_known_args(argv)
     if args.help:
         print_help(parser)
-        return 0
+        return EXIT_OK
     if args.config is None and not overrides:
-        parser.print_usage(sys.stderr)
-        print("error: pass --config CONFIG.yaml (see configs/refine/)", file=sys.stderr)
-        return 2
-    setup_logging()
-    from refine.config import RefineConfig
-    from refine.config_loading import load_config
-
-    try:
-        config = load_config(RefineConfig, args.config, overrides)
-        check_model_folders(config)
-        from refine.loop import run_refine
-        from refine.report import format_table
-
-        table = run_refine(config)
-        baselines_path = os.path.join(config.output_dir, "refine", "baselines.json")
-        from refine.rundir import read_json
-
-        baselines = read_json(baselines_path) if os.path.exists(baselines_path) else {}
-    except (ValueError, OSError, KeyError) as err:
-        if os.environ.get("SILR_DEBUG"):
-            raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 1
+        return usage_error(parser, "pass --config CONFIG.yaml (see configs/refine/)")
     from refine.distributed import launched_rank
 
-    if launched_rank() == 0:  # under a multi-process launch the table is printed once
-        print(format_table(table, baselines))
-        print(f"results: {os.path.join(config.output_dir, 'refine')} (metrics.csv, summary.json, accuracy.png, "
-              "priors.png)")
-    return 0
+    # Every process of a multi-process launch logs its progress; the table is printed once.
+    return run_cli(lambda: refine_command(args.config, overrides), main_process=launched_rank() == 0,
+                   log_level=logging.INFO)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ class AnnotatorConfig:
             "a text about work, school, technology or hobbies",
         ],
         metadata={"help": "embedding: short descriptions of safe text. Covering the topics of ordinary text keeps "
-                  "score > 0 from flagging most of it (openai_moderation: 54%% flagged instead of 71%%)."},
+                  "score > 0 from flagging most of it (openai_moderation: 54% flagged instead of 71%)."},
     )
     max_length: int = field(default=256, metadata={"help": "Tokens of text shown to the annotator (truncated)."})
     batch_size: int = field(default=16, metadata={"help": "hf/embedding: texts per forward pass."})
@@ -366,7 +366,7 @@ class FinetuneConfig:
     fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (GPU); the classifier is saved in "
                                                 "float32."})
     gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "Recompute activations in the backward pass: less memory, ~30%% slower."}
+        default=False, metadata={"help": "Recompute activations in the backward pass: less memory, ~30% slower."}
     )
     group_by_length: bool = field(
         default=True,

@@ -18,13 +18,15 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
+from refine.errors import SilrError
+
 T = TypeVar("T")
 
 DATA_DIR_ENV = "SILR_DATA_DIR"
 DEFAULT_DATA_DIR = "../shared/data"
 
 
-class ConfigError(ValueError):
+class ConfigError(SilrError):
     """A config file or override names an unknown key or holds a value of the wrong type."""
 
 

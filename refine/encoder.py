@@ -21,10 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from refine import distributed
-from refine.classifier_io import naming_weight_errors
+from refine.errors import naming_weight_errors
 from refine.heads import backbone_outputs, head_family
 from refine.packaged_models import locate_model
 from refine.rundir import atomic_path
+from refine.transformers_setup import load_classifier_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +42,14 @@ def load_classifier(model_name_or_path: str, *, trust_remote_code: bool = False,
                     setting: str = "classifier.model_name_or_path"):
     """Load ``AutoModelForSequenceClassification`` with one logit, and its tokenizer (safetensors only).
 
-    A decoder without a pad token gets its EOS token as pad, as transformers' sequence classifiers expect. ``setting``
-    is the config key named when ``model_name_or_path`` is a folder that does not exist.
+    The tokenizer pads and truncates on the right, with EOS as pad token when it has none
+    (:func:`refine.transformers_setup.load_classifier_tokenizer`). ``setting`` is the config key named when
+    ``model_name_or_path`` is a folder that does not exist.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     location = locate_model(model_name_or_path, setting=setting)
-    tokenizer = AutoTokenizer.from_pretrained(location.path, trust_remote_code=trust_remote_code)
-    # Pad and truncate on the right, always: the exported reward model (reward.export) states this, and its scores
-    # equal the ones computed here only if both sides cut texts the same way.
-    tokenizer.padding_side = "right"
-    tokenizer.truncation_side = "right"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_classifier_tokenizer(location.path, trust_remote_code=trust_remote_code)
     with naming_weight_errors(location.path, "point classifier.model_name_or_path at a complete model folder."):
         model = AutoModelForSequenceClassification.from_pretrained(
             location.path, num_labels=1, use_safetensors=True, trust_remote_code=trust_remote_code

@@ -17,7 +17,6 @@ Per iteration, :func:`finetune_classifier`:
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib.util
 import json
@@ -37,14 +36,14 @@ from refine.classifier_io import ClassifierMeta, load_lora_adapters, save_refine
 from refine.encoder import predict_unsafe_logits
 from refine.errors import one_line
 from refine.heads import head_family
-from refine.loop import TrainedClassifier
 from refine.packaged_models import locate_model
 from refine.priors import Priors
+from refine.trained import TrainedClassifier
+from refine.transformers_setup import DTYPES, load_classifier_tokenizer
 from refine.uu_trainer import LABEL_COLUMNS, UUCollator, UUTrainer, validation_risk_metric
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Set to 1 to resume from a checkpoint with DeepSpeed states, which DeepSpeed unpickles (see pickled_states).
 RESUME_PICKLED_ENV = "SILR_RESUME_PICKLED_CHECKPOINTS"
 
@@ -67,22 +66,10 @@ def check_quantization(load_in_4bit: bool) -> None:
 
 def load_tokenizer(model_name_or_path: str, *, trust_remote_code: bool = False):
     """The base model's tokenizer, padding and truncating on the right (as ``refine.encoder.load_classifier`` and the
-    exported reward model), with EOS as pad token when it has none (decoders)."""
-    from transformers import AutoTokenizer
-
+    exported reward model), with EOS as pad token when it has none (decoders); see
+    :func:`refine.transformers_setup.load_classifier_tokenizer`."""
     location = locate_model(model_name_or_path, setting="classifier.model_name_or_path")
-    tokenizer = AutoTokenizer.from_pretrained(location.path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = tokenizer.truncation_side = "right"
-    return tokenizer
-
-
-def _dtype_kwargs(dtype: torch.dtype) -> dict:
-    import transformers
-
-    # transformers 5 renamed torch_dtype to dtype; the GPU check may run an older release.
-    return {"dtype": dtype} if int(transformers.__version__.split(".")[0]) >= 5 else {"torch_dtype": dtype}
+    return load_classifier_tokenizer(location.path, trust_remote_code=trust_remote_code)
 
 
 def new_classifier(config, tokenizer, *, seed: int):
@@ -101,7 +88,7 @@ def new_classifier(config, tokenizer, *, seed: int):
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
         )
         kwargs["device_map"] = {"": distributed.device().index or 0}
-        kwargs.update(_dtype_kwargs(compute))
+        kwargs["dtype"] = compute
     path = locate_model(config.classifier.model_name_or_path).path
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -124,7 +111,7 @@ def new_classifier(config, tokenizer, *, seed: int):
 
 
 def training_arguments(config, output_dir: Path, *, seed: int, metric: str | None):
-    """``TrainingArguments`` from the ``finetune`` section, valid for transformers 4.46+ and 5.x.
+    """``TrainingArguments`` from the ``finetune`` section (transformers 5.24 names).
 
     ``metric``: the evaluation metric that picks the epoch kept (``risk`` or ``labeled_risk``); None: no
     evaluation, the last epoch is kept.
@@ -133,7 +120,6 @@ def training_arguments(config, output_dir: Path, *, seed: int, metric: str | Non
     from transformers import TrainingArguments
 
     ft = config.finetune
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
     kwargs = dict(
         output_dir=str(output_dir), seed=seed, data_seed=seed,
         per_device_train_batch_size=ft.per_device_train_batch_size,
@@ -146,22 +132,15 @@ def training_arguments(config, output_dir: Path, *, seed: int, metric: str | Non
         save_strategy="epoch", load_best_model_at_end=validate, metric_for_best_model=metric,
         greater_is_better=False if validate else None, label_names=list(LABEL_COLUMNS), remove_unused_columns=False,
         ddp_find_unused_parameters=False, use_cpu=distributed.use_cpu(),
+        eval_strategy="epoch" if validate else "no",
+        warmup_steps=ft.warmup_ratio,  # a float below 1 is a ratio of the training steps
+        # gradient_checkpointing is the deprecated (warning) alias of activation_checkpointing in transformers 5.24.
+        activation_checkpointing=ft.gradient_checkpointing,
     )
-    # transformers 5.24 renamed gradient_checkpointing to activation_checkpointing (the old name warns).
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    kwargs[checkpointing] = ft.gradient_checkpointing
     if ft.gradient_checkpointing:
-        kwargs[f"{checkpointing}_kwargs"] = {"use_reentrant": False}  # no enable_input_require_grads needed
-    kwargs["eval_strategy" if "eval_strategy" in names else "evaluation_strategy"] = "epoch" if validate else "no"
-    if "warmup_ratio" in names:
-        kwargs["warmup_ratio"] = ft.warmup_ratio
-    else:  # transformers 5: a float warmup_steps below 1 is a ratio
-        kwargs["warmup_steps"] = ft.warmup_ratio
+        kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}  # no enable_input_require_grads needed
     if ft.group_by_length:
-        if "train_sampling_strategy" in names:
-            kwargs["train_sampling_strategy"] = "group_by_length"
-        else:
-            kwargs["group_by_length"] = True
+        kwargs["train_sampling_strategy"] = "group_by_length"
     return TrainingArguments(**kwargs)
 
 
@@ -200,10 +179,8 @@ def epoch_history(log_history: list[dict]) -> list[dict]:
 
 def _leave_deepspeed_zero3() -> None:
     """After a ZeRO-3 Trainer, let from_pretrained build a whole model again (not zero.Init-partitioned params)."""
-    try:
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-    except ImportError:  # no DeepSpeed integration in this transformers: nothing was set
-        return
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
     unset_hf_deepspeed_config()
 
 
@@ -217,13 +194,13 @@ def load_trained(config, folder: Path, tokenizer):
         # Merged into a full-precision copy of the base (never into 4-bit weights, which would lose the update).
         base = AutoModelForSequenceClassification.from_pretrained(
             locate_model(config.classifier.model_name_or_path).path, num_labels=1, use_safetensors=True,
-            trust_remote_code=trust, **_dtype_kwargs(dtype),
+            trust_remote_code=trust, dtype=dtype,
         )
         base.config.pad_token_id = tokenizer.pad_token_id
         model = load_lora_adapters(base, folder)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=trust, **_dtype_kwargs(dtype)
+            folder, use_safetensors=True, trust_remote_code=trust, dtype=dtype
         )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval()

@@ -35,17 +35,6 @@ class ClassifierHead(nn.Module):
             state[f"{self.model_names[module]}.{param}"] = value.detach().clone().contiguous()
         return state
 
-    def load_model_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`model_state_dict`; every head parameter must be present."""
-        inverse = {full: local for local, full in self.model_names.items()}
-        local_state = {}
-        for key, value in state.items():
-            module, _, param = key.rpartition(".")
-            if module not in inverse:
-                raise KeyError(f"unexpected head parameter {key}")
-            local_state[f"{inverse[module]}.{param}"] = value
-        self.load_state_dict(local_state, strict=True)
-
 
 class BertHead(ClassifierHead):
     family = "bert"

@@ -12,7 +12,6 @@ import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +27,11 @@ from refine.config import RefineConfig
 from refine.config_loading import config_to_dict
 from refine.corpus import load_corpus
 from refine.encoder import Features, cached_features, load_classifier
-from refine.errors import damaged_folder
+from refine.errors import SilrError, damaged_folder
 from refine.head_training import SELECTION_KEYS, HeadData, predict_logits, train_head
 from refine.heads import new_head
 from refine.metrics import classification_metrics, flip_count
-from refine.objectives import GOLD_LOSSES, UNLABELED_LOSSES
+from refine.objectives import GOLD_LOSSES
 from refine.priors import Priors, assess_signal, bootstrap_intervals, estimate_priors
 from refine.redact import redact_config
 from refine.report import write_report
@@ -46,6 +45,8 @@ from refine.rundir import (
     write_parquet,
     write_yaml,
 )
+from refine.stopping import stop_reason
+from refine.trained import TrainedClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ NON_RESULT_KEYS = {
 }
 
 
-class NoSignalError(ValueError):
+class NoSignalError(SilrError):
     """The pseudo-labelled sets do not differ enough in their unsafe rate for UU learning.
 
     At iteration 0, ``annotator_metrics`` holds the annotator's own row (priors, accuracy on L and on the test split).
@@ -282,25 +283,17 @@ def decision_threshold(config: RefineConfig, logits: np.ndarray, priors: Priors)
     return 0.0
 
 
-@dataclass
-class TrainedClassifier:
-    """One iteration's classifier: its ``unsafe_logit`` on every corpus row, its history, and how to save it."""
-
-    scores: np.ndarray  # (N,) float64, corpus order (train and test rows)
-    history: list[dict]  # per-epoch train_risk / validation_risk
-    save: Callable[..., None]  # save(folder, threshold=decision_threshold)
-
-
 def train_classifier(config: RefineConfig, corpus: Corpus, model, labels: np.ndarray, priors: Priors, *,
-                     seed: int, work_dir: Path | None = None) -> TrainedClassifier:
+                     seed: int, work_dir: Path) -> TrainedClassifier:
     """Train a fresh classifier on the split given by ``labels`` (the seam between backbones).
 
-    ``work_dir`` holds the fine-tuning Trainer's checkpoints (default: beside the run's iterations).
+    ``work_dir`` holds the fine-tuning Trainer's checkpoints (``refine/trainer_iter_<k>``, beside the iterations).
     """
     if config.classifier.backbone == "finetune":
+        # Imported here for start-up time: the fine-tuning backbone imports transformers' Trainer (about 3 s), which
+        # a frozen-backbone run never uses.
         from refine.finetune import finetune_classifier
 
-        work_dir = work_dir or Path(config.output_dir) / "refine" / f"trainer_seed{seed}"
         return finetune_classifier(config, corpus, labels, priors, seed=seed, work_dir=work_dir)
     train_rows = corpus.labeled if config.train.loss == "labeled" else np.setdiff1d(corpus.train, corpus.validation)
     validation = None if config.train.loss == "labeled" else corpus.head_data(corpus.validation, labels)
@@ -344,8 +337,37 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
     corpus, model, tokenizer = prepare_corpus(config, run)
     if distributed.is_main_process():
         write_yaml(run.root / "config.yaml", config_to_dict(config))
-    # The main process claims stages and annotates first (hf/openai annotators run there alone); the others then
-    # find its stage.json and labels.parquet and read them.
+    annotations, refine_dir = _annotate(config, run, corpus, model, tokenizer)
+    iterations, patience = config.loop.iterations, _patience(config)
+
+    start = time.perf_counter()
+    labels, row = _annotator_iteration(config, corpus, annotations, refine_dir / "iter_0")
+    logger.info(_summary_line(row, iterations, time.perf_counter() - start))
+    rows = [row]
+    for k in range(1, iterations + 1):
+        start = time.perf_counter()
+        labels, row = _refined_iteration(config, corpus, model, refine_dir, k, rows[-1], labels)
+        logger.info(_summary_line(row, iterations, time.perf_counter() - start))
+        rows.append(row)
+        stop = stop_reason(rows, iterations=iterations, loss=config.train.loss,
+                           early_stop_flip_fraction=config.loop.early_stop_flip_fraction, patience=patience)
+        if stop is not None:
+            logger.log(logging.WARNING if stop.warning else logging.INFO, stop.message)
+            break
+
+    table = pd.DataFrame(rows)
+    if distributed.is_main_process():
+        _write_baselines_and_report(config, corpus, model, refine_dir, table)
+    distributed.wait_for_everyone()
+    return table
+
+
+def _annotate(config: RefineConfig, run: RunDir, corpus: Corpus, model, tokenizer) -> tuple[pd.DataFrame, Path]:
+    """Claim the annotate and refine stages and annotate the corpus; returns the annotations and the refine folder.
+
+    The main process claims the stages and annotates first (hf/openai annotators run there alone); the others then
+    find its stage.json and labels.parquet and read them.
+    """
     with distributed.main_process_first():
         annotate_dir = run.claim_stage("annotate", annotate_fingerprint(config), overwrite=config.overwrite_output_dir)
         annotations = annotate_corpus(
@@ -360,116 +382,88 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
             # Rewritten when this run ends. Until then a previous run's summary would send `reward export` (best,
             # last) to iterations this run may not reach.
             (refine_dir / "summary.json").unlink(missing_ok=True)
-    n_labeled = len(corpus.labeled)
-    iterations = config.loop.iterations
-    patience = config.loop.patience
-    if patience is not None and not labeled_is_held_out(config):
+    return annotations, refine_dir
+
+
+def _patience(config: RefineConfig) -> int | None:
+    """``loop.patience``, or None (with a warning) where training sees L, so that L cannot judge the iterations."""
+    if config.loop.patience is not None and not labeled_is_held_out(config):
         logger.warning("loop.patience is ignored: L is trained on (train.loss=%s, train.labeled_weight=%s), so its "
                        "accuracy cannot tell a better iteration from a worse one.", config.train.loss,
                        config.train.labeled_weight)
-        patience = None
+        return None
+    return config.loop.patience
 
-    # Iteration 0: the annotator's own labels.
-    start = time.perf_counter()
-    folder = refine_dir / "iter_0"
+
+def _annotator_iteration(config: RefineConfig, corpus: Corpus, annotations: pd.DataFrame,
+                         folder: Path) -> tuple[np.ndarray, dict]:
+    """Iteration 0, the annotator's own labels: read back, or checked for signal and written; returns labels and row.
+
+    Raises:
+        NoSignalError: If the annotator's labels carry no (confirmed) signal; it holds the annotator's row.
+    """
     if distributed.exists_on_main(folder / "metrics.json"):
-        labels, scores, row = _read_iteration(folder)
+        labels, _, row = _read_iteration(folder)
+        return labels, row
+    labels = annotations["pseudo_label"].to_numpy().astype(np.int64)
+    scores = annotations["annotator_score"].to_numpy().astype(np.float64)
+    priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed)
+    signal = assess_signal(priors, intervals["gap"], min_prior_gap=config.priors.min_prior_gap)
+    row = _iteration_row(corpus, 0, labels, scores, None, priors, intervals, signal)
+    try:
+        check_signal(priors, intervals, min_prior_gap=config.priors.min_prior_gap, n_labeled=len(corpus.labeled),
+                     iteration=0, unconfirmed=config.priors.unconfirmed_signal)
+    except NoSignalError as err:
+        err.annotator_metrics = row  # the annotator's own accuracy etc., for callers that report it
+        raise
+    _write_iteration(folder, corpus, labels, scores, row, {})
+    return labels, read_json(folder / "metrics.json")  # the same types and key order as a resumed run
+
+
+def _refined_iteration(config: RefineConfig, corpus: Corpus, model, refine_dir: Path, k: int, previous_row: dict,
+                       previous_labels: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Iteration ``k`` >= 1: read back, or trained on the previous labels, relabelled and written; returns its labels
+    and metric row."""
+    folder = refine_dir / f"iter_{k}"
+    if distributed.exists_on_main(folder / "metrics.json"):
+        labels, _, row = _read_iteration(folder)
+        return labels, row
+    if k == 1 and config.priors.pi is not None:
+        priors = Priors(config.priors.pi, config.priors.theta1, config.priors.theta2)
     else:
-        labels = annotations["pseudo_label"].to_numpy().astype(np.int64)
-        scores = annotations["annotator_score"].to_numpy().astype(np.float64)
-        priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed)
-        signal = assess_signal(priors, intervals["gap"], min_prior_gap=config.priors.min_prior_gap)
-        row = _iteration_row(corpus, 0, labels, scores, None, priors, intervals, signal)
-        try:
-            check_signal(priors, intervals, min_prior_gap=config.priors.min_prior_gap, n_labeled=n_labeled,
-                         iteration=0, unconfirmed=config.priors.unconfirmed_signal)
-        except NoSignalError as err:
-            err.annotator_metrics = row  # the annotator's own accuracy etc., for callers that report it
-            raise
-        _write_iteration(folder, corpus, labels, scores, row, {})
-        row = read_json(folder / "metrics.json")  # the same types and key order as a resumed run
-    logger.info(_summary_line(row, iterations, time.perf_counter() - start))
-    rows = [row]
+        priors = Priors(previous_row["pi"], previous_row["theta1"], previous_row["theta2"])
+    trained = train_classifier(config, corpus.pseudo_labelled(previous_labels), model, previous_labels, priors,
+                               seed=config.train.seed + k, work_dir=refine_dir / f"trainer_iter_{k}")
+    scores = trained.scores
+    threshold = decision_threshold(config, scores[corpus.train], priors)
+    labels = (scores > threshold).astype(np.int64)
+    new_priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed + k)
+    signal = assess_signal(new_priors, intervals["gap"], min_prior_gap=config.priors.min_prior_gap)
+    if labels[corpus.train].min() == labels[corpus.train].max():
+        signal = "collapsed"
+    row = _iteration_row(corpus, k, labels, scores, previous_labels, new_priors, intervals, signal)
+    row.update({"threshold": threshold, "trained_with": priors.as_dict(),
+                "best_epoch": _best_epoch(trained.history, config.train.selection)})
+    _write_iteration(folder, corpus, labels, scores, row, {"history": trained.history},
+                     functools.partial(trained.save, threshold=threshold))
+    return labels, read_json(folder / "metrics.json")  # the same types and key order as a resumed run
 
-    for k in range(1, iterations + 1):
-        start = time.perf_counter()
-        folder = refine_dir / f"iter_{k}"
-        previous_row, previous_labels = rows[-1], labels
-        if distributed.exists_on_main(folder / "metrics.json"):
-            labels, scores, row = _read_iteration(folder)
-        else:
-            if k == 1 and config.priors.pi is not None:
-                priors = Priors(config.priors.pi, config.priors.theta1, config.priors.theta2)
-            else:
-                priors = Priors(previous_row["pi"], previous_row["theta1"], previous_row["theta2"])
-            trained = train_classifier(config, corpus.pseudo_labelled(previous_labels), model, previous_labels,
-                                       priors, seed=config.train.seed + k,
-                                       work_dir=refine_dir / f"trainer_iter_{k}")
-            scores = trained.scores
-            threshold = decision_threshold(config, scores[corpus.train], priors)
-            labels = (scores > threshold).astype(np.int64)
-            new_priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed + k)
-            signal = assess_signal(new_priors, intervals["gap"], min_prior_gap=config.priors.min_prior_gap)
-            if labels[corpus.train].min() == labels[corpus.train].max():
-                signal = "collapsed"
-            row = _iteration_row(corpus, k, labels, scores, previous_labels, new_priors, intervals, signal)
-            row.update({"threshold": threshold, "trained_with": priors.as_dict(),
-                        "best_epoch": _best_epoch(trained.history, config.train.selection)})
-            _write_iteration(folder, corpus, labels, scores, row, {"history": trained.history},
-                             functools.partial(trained.save, threshold=threshold))
-            row = read_json(folder / "metrics.json")  # the same types and key order as a resumed run
-        logger.info(_summary_line(row, iterations, time.perf_counter() - start))
-        rows.append(row)
-        if row["signal"] == "collapsed":
-            logger.warning(
-                "iteration %d labelled every training text %s: the classifier collapsed to one class, so there is "
-                "nothing left to refine; stopping. (With loss=pn this is what training on noisy labels can do.)",
-                k, "unsafe" if labels[corpus.train][0] else "safe",
-            )
-            break
-        if row["signal"] == "none" and config.train.loss in UNLABELED_LOSSES and k < iterations:
-            logger.warning(
-                "the labels of iteration %d carry no usable signal (theta1=%.2f, theta2=%.2f): UU learning cannot "
-                "go on from them, so the run stops here. The report, and `reward export --iteration best`, use the "
-                "iterations so far.", k, row["theta1"], row["theta2"],
-            )
-            break
-        stop = config.loop.early_stop_flip_fraction
-        if stop is not None and row["flip_fraction"] < stop:
-            logger.info("stopping early: %.4f of labels flipped (< %s)", row["flip_fraction"], stop)
-            break
-        if patience is not None and k < iterations:
-            stale = iterations_since_best(rows)
-            if stale >= patience:
-                logger.info("stopping early: accuracy on L has not improved for %d iteration(s) (best %.3f at "
-                            "iteration %d; loop.patience=%d)", stale, rows[k - stale]["labeled_accuracy"], k - stale,
-                            patience)
-                break
 
-    table = pd.DataFrame(rows)
-    if distributed.is_main_process():
-        baselines_path = refine_dir / "baselines.json"
-        if baselines_path.exists():
-            baselines = read_json(baselines_path)
-        else:
-            baselines = simple_baselines(corpus, model, config) if corpus.features is not None else {}
-            write_json(baselines_path, baselines)
-        write_report(refine_dir, table, baselines)
-    distributed.wait_for_everyone()
-    return table
+def _write_baselines_and_report(config: RefineConfig, corpus: Corpus, model, refine_dir: Path,
+                                table: pd.DataFrame) -> None:
+    """The baselines (computed once per run folder) and the report; main process only."""
+    baselines_path = refine_dir / "baselines.json"
+    if baselines_path.exists():
+        baselines = read_json(baselines_path)
+    else:
+        baselines = simple_baselines(corpus, model, config) if corpus.features is not None else {}
+        write_json(baselines_path, baselines)
+    write_report(refine_dir, table, baselines)
 
 
 def labeled_is_held_out(config: RefineConfig) -> bool:
     """Whether training never sees L's gold labels, so that accuracy on L is an honest guide between iterations."""
     return config.train.labeled_weight == 0 and config.train.loss not in GOLD_LOSSES
-
-
-def iterations_since_best(rows: list[dict]) -> int:
-    """Refined iterations (>= 1) run since the first one with the highest accuracy on L (0: the last is the best)."""
-    accuracies = [row["labeled_accuracy"] for row in rows[1:]]
-    if not accuracies:
-        return 0
-    return len(accuracies) - 1 - int(np.argmax(accuracies))
 
 
 def _best_epoch(history: list[dict], selection: str) -> int:

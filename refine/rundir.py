@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import gzip
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from refine.errors import SilrError, damaged_folder
 from refine.redact import redact_config
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<key>[0-9a-f]{18}|[0-9a-f]{12})\.tm
 _HOST_KEY = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
 
 
-class RunConflictError(ValueError):
+class RunConflictError(SilrError):
     """The run directory holds results made with a different config."""
 
 
@@ -203,6 +205,52 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is corrupt ({err.__class__.__name__}); delete it and rerun.") from err
+
+
+def read_jsonl(path: str | os.PathLike, *, flag: str | None = None) -> list[dict]:
+    """The objects of a JSON Lines file (``.jsonl``, or gzip-compressed ``.jsonl.gz``), blank lines skipped.
+
+    Args:
+        path: The file.
+        flag: The command-line option that named the file, when it is a user's input: a problem is named with the
+            file, the line and the fix. None: the file is silr's own output in a finished stage folder, which a rerun
+            skips, so damage names the folder to delete (:func:`refine.errors.damaged_folder`).
+
+    Raises:
+        FileNotFoundError: If the file does not exist (naming ``flag`` for a user's file).
+        SilrError: If a line is not a JSON object, or the file is not valid UTF-8 (or gzip).
+    """
+    path = Path(path)
+    if flag is not None and not path.is_file():
+        raise FileNotFoundError(f"{path} not found; pass an existing JSONL file to {flag}.")
+
+    def damaged(message: str, detail: str) -> SilrError:
+        if flag is not None:
+            return SilrError(message)
+        return damaged_folder(path.parent, ValueError(f"{path.name} is corrupt ({detail})"),
+                              rerun="rerun (that stage is recomputed)")
+
+    rows = []
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise damaged(f"{path}:{number} is not valid JSON ({err.msg}); fix that line.",
+                                  type(err).__name__) from err
+                if not isinstance(row, dict):
+                    kind = f"a JSON {type(row).__name__}, not an object"
+                    raise damaged(f"{path}:{number} is {kind}; write one object per line.", f"line {number} is {kind}")
+                rows.append(row)
+    except (OSError, EOFError, UnicodeDecodeError) as err:  # gzip.BadGzipFile is an OSError
+        if flag is None and not isinstance(err, UnicodeDecodeError):
+            raise  # silr's own file is missing or cannot be opened: the system's message names it
+        raise damaged(f"cannot read {path} ({type(err).__name__}); pass a UTF-8 JSONL file (optionally gzip).",
+                      type(err).__name__) from err
+    return rows
 
 
 def read_parquet(path: str | os.PathLike):

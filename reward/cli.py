@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-from refine.errors import one_line
+from refine.cli_runner import EXIT_USAGE, run_cli, usage_error
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -123,15 +122,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, normalize: bool = T
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available).")
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def run_score(args: argparse.Namespace) -> str:
-    from refine.rundir import atomic_path
-    from reward.evaluation_data import read_jsonl, text_column
+    from refine.rundir import atomic_path, read_jsonl
+    from reward.evaluation_data import text_column
 
     paired = args.prompt_column is not None or args.response_column is not None
     if paired and (args.prompt_column is None or args.response_column is None or args.text_column is not None):
@@ -140,7 +133,7 @@ def run_score(args: argparse.Namespace) -> str:
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it, or choose another --output.")
     source = Path(args.input)
-    rows = read_jsonl(source)
+    rows = read_jsonl(source, flag="--input")
     if paired:
         prompts = text_column(rows, args.prompt_column, source, "set --prompt-column")
         responses = text_column(rows, args.response_column, source, "set --response-column")
@@ -275,43 +268,38 @@ def run_serve(args: argparse.Namespace) -> None:
         server.server_close()
 
 
+def run_command(args: argparse.Namespace) -> str | None:
+    """Run the parsed command; returns the text to print (None for serve, which prints its own address)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # weight loading/saving bars; stderr keeps silr's bar and errors
+    if args.command == "export":
+        from reward.export import export_reward_model
+
+        out = export_reward_model(args.run, args.out or Path(args.run) / "reward", iteration=args.iteration,
+                                  overwrite=args.overwrite, trust_remote_code=args.trust_remote_code)
+        return f"reward model: {out} (config.json `silr` block; README.md model card)"
+    if args.command == "score":
+        return run_score(args)
+    if args.command == "evaluate":
+        return run_evaluate(args)
+    run_serve(args)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_usage(sys.stderr)
-        print("error: choose a command: export, score, serve or evaluate (see --help)", file=sys.stderr)
-        return 2
+        return usage_error(parser, "choose a command: export, score, serve or evaluate (see --help)")
     from refine.distributed import launched_rank, multi_process_refusal
 
     refusal = multi_process_refusal("reward", args.command)
     if refusal:
         if launched_rank() == 0:
             print(refusal, file=sys.stderr)
-        return 2
-    setup_logging()
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # weight loading/saving bars; stderr keeps silr's bar and errors
-    try:
-        if args.command == "export":
-            from reward.export import export_reward_model
-
-            out = export_reward_model(args.run, args.out or Path(args.run) / "reward", iteration=args.iteration,
-                                      overwrite=args.overwrite, trust_remote_code=args.trust_remote_code)
-            print(f"reward model: {out} (config.json `silr` block; README.md model card)")
-        elif args.command == "score":
-            print(run_score(args))
-        elif args.command == "evaluate":
-            print(run_evaluate(args))
-        else:
-            run_serve(args)
-    except (ValueError, OSError, KeyError) as err:
-        if os.environ.get("SILR_DEBUG"):
-            raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_USAGE
+    return run_cli(lambda: run_command(args))
 
 
 if __name__ == "__main__":

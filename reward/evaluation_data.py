@@ -18,8 +18,6 @@ whose one-line message names the file, the row or column, and the fix.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from refine.errors import one_line
+from refine.rundir import read_jsonl
 
 DEFAULT_COLUMNS = {
     "prompt": "prompt", "response": "response", "label": "label", "chosen": "chosen", "rejected": "rejected",
@@ -91,39 +90,6 @@ class RefusalSuite:
 
 
 # ---- files --------------------------------------------------------------------------------------------------------
-
-
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
-
-
-def read_jsonl(path: str | os.PathLike, *, flag: str = "--input") -> list[dict]:
-    """The objects of a JSON Lines file (``.jsonl`` or ``.jsonl.gz``), blank lines skipped.
-
-    Raises:
-        FileNotFoundError: If the file does not exist (the message names ``flag``).
-        ValueError: If a line is not a JSON object, or the file is not valid gzip or UTF-8.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; pass an existing JSONL file to {flag}.")
-    rows = []
-    try:
-        with _open_text(path) as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}); fix that line.") from err
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{number} is a JSON {type(row).__name__}, not an object; write one object "
-                                     "per line.")
-                rows.append(row)
-    except (OSError, EOFError, UnicodeDecodeError) as err:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"cannot read {path} ({type(err).__name__}); pass a UTF-8 JSONL file (optionally gzip).") from err
-    return rows
 
 
 def read_rows(path: str | os.PathLike, *, flag: str) -> list[dict]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from refine.classifier_io import load_refined_classifier
 from refine.rundir import atomic_dir, read_json, read_parquet, write_text
+from refine.transformers_setup import quiet_transformers
 from reward.config import METADATA_KEY, Calibration, RewardMetadata
 from reward.model_card import render_model_card
 
@@ -118,14 +119,8 @@ def training_calibration(iter_dir: Path) -> Calibration:
 
 def _quiet_load(folder: Path, *, trust_remote_code: bool):
     """load_refined_classifier without transformers' "MISSING head weights" report: the trained head fills them."""
-    from transformers.utils import logging as transformers_logging
-
-    previous = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
+    with quiet_transformers():
         return load_refined_classifier(folder, trust_remote_code=trust_remote_code)
-    finally:
-        transformers_logging.set_verbosity(previous)
 
 
 def negate_output_layer(model, family: str) -> None:

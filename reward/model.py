@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from refine.classifier_io import naming_weight_errors
 from refine.encoder import length_sorted_batches
-from refine.errors import one_line
+from refine.errors import SilrError, naming_weight_errors, one_line
+from refine.transformers_setup import load_classifier_tokenizer
 from reward.config import METADATA_KEY, MIN_CALIBRATION_STD, RewardMetadata
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class RewardModel:
             ValueError: On pickle-only weights, a classifier that is not one-logit, missing head weights, an unknown
                 score direction, or normalisation without calibration.
         """
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
         device = check_device(device)  # before any weights are read
 
@@ -170,7 +170,9 @@ class RewardModel:
                              "transformers architecture.") from err
         _check_sequence_classifier(folder, config)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
+            tokenizer = load_classifier_tokenizer(folder)  # right padding; EOS as pad token when it has none
+        except SilrError:
+            raise  # a tokenizer without pad and EOS token, named
         except (OSError, ValueError, TypeError) as err:
             raise ValueError(f"no usable tokenizer in {folder} ({type(err).__name__}); save the tokenizer there.") from err
         metadata = _read_metadata(folder, config, tokenizer, higher_is_safer)
@@ -186,10 +188,6 @@ class RewardModel:
                 f"{folder} lacks weights for {missing[:3]} (they would be random); it is not a trained classifier. "
                 "Export one with `python -m reward export`."
             )
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise ValueError(f"the tokenizer in {folder} has no pad or EOS token; set tokenizer.pad_token and save it.")
-            tokenizer.pad_token = tokenizer.eos_token
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return cls(model.to(device), tokenizer, metadata, normalize=normalize, batch_size=batch_size)

@@ -78,6 +78,32 @@ def _scores(corpus, config, score_cache_dir, *, sentence_embeddings, encoder, en
     return result.scores, result.num_scored
 
 
+def _pseudo_labels(corpus: pd.DataFrame, config: AnnotatorConfig, score_cache_dir: Path, *, is_train: np.ndarray,
+                   sentence_embeddings, encoder, encoder_name) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(pseudo_label, annotator_score, texts scored now)`` of every corpus row with the configured kind; the
+    keyword arguments as in :func:`annotate_corpus`."""
+    if config.kind == "column":
+        from refine.annotators.column import column_labels
+
+        pseudo = column_labels(corpus, config.column, config.column_positive_values, config.column_negative_values,
+                               config.column_other)
+        return pseudo, np.select([pseudo == 1, pseudo == 0], [1.0, -1.0], 0.0), len(corpus)
+    if config.kind == "simulated":
+        from refine.annotators.simulated import simulated_labels
+
+        pseudo = simulated_labels(corpus["gold"].to_numpy(), flip_unsafe=config.flip_unsafe,
+                                  flip_safe=config.flip_safe, seed=config.noise_seed)
+        return pseudo, np.where(pseudo == 1, 1.0, -1.0), len(corpus)
+    scores, num_scored = _scores(corpus, config, score_cache_dir, sentence_embeddings=sentence_embeddings,
+                                 encoder=encoder, encoder_name=encoder_name)
+    labeled_gold = corpus.loc[corpus["labeled"].astype(bool), "gold"].to_numpy() if "labeled" in corpus else None
+    pseudo = decide_labels(
+        scores, is_train=is_train, threshold=config.threshold, positive_fraction=config.positive_fraction,
+        labeled_gold=labeled_gold,
+    )
+    return pseudo, scores, num_scored
+
+
 def annotate_corpus(
     corpus: pd.DataFrame,
     config: AnnotatorConfig,
@@ -121,28 +147,10 @@ def annotate_corpus(
         return labels
     began = time.perf_counter()
     is_train = (corpus["split"] == "train").to_numpy()
-    if config.kind == "column":
-        from refine.annotators.column import column_labels
-
-        pseudo = column_labels(corpus, config.column, config.column_positive_values, config.column_negative_values,
-                               config.column_other)
-        scores, num_scored = np.select([pseudo == 1, pseudo == 0], [1.0, -1.0], 0.0), len(corpus)
-    elif config.kind == "simulated":
-        from refine.annotators.simulated import simulated_labels
-
-        pseudo = simulated_labels(corpus["gold"].to_numpy(), flip_unsafe=config.flip_unsafe,
-                                  flip_safe=config.flip_safe, seed=config.noise_seed)
-        scores, num_scored = np.where(pseudo == 1, 1.0, -1.0), len(corpus)
-    else:
-        scores, num_scored = _scores(
-            corpus, config, Path(score_cache_dir or stage_dir), sentence_embeddings=sentence_embeddings, encoder=encoder,
-            encoder_name=encoder_name,
-        )
-        labeled_gold = corpus.loc[corpus["labeled"].astype(bool), "gold"].to_numpy() if "labeled" in corpus else None
-        pseudo = decide_labels(
-            scores, is_train=is_train, threshold=config.threshold, positive_fraction=config.positive_fraction,
-            labeled_gold=labeled_gold,
-        )
+    pseudo, scores, num_scored = _pseudo_labels(
+        corpus, config, Path(score_cache_dir or stage_dir), is_train=is_train, sentence_embeddings=sentence_embeddings,
+        encoder=encoder, encoder_name=encoder_name,
+    )
     check_both_classes(pseudo[is_train & (pseudo >= 0)], fix=_FIXES[config.kind])
     labels = pd.DataFrame({
         "id": corpus["id"].to_numpy(),

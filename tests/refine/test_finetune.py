@@ -140,7 +140,7 @@ def test_training_arguments_select_by_validation_risk_with_length_grouping(tiny_
     args = training_arguments(make_config(tiny_bert_dir, tmp_path, warmup_ratio=0.03), tmp_path, seed=3, metric="risk")
     assert (args.metric_for_best_model, args.greater_is_better, args.load_best_model_at_end) == ("risk", False, True)
     assert args.eval_strategy == "epoch" and args.save_strategy == "epoch"
-    assert getattr(args, "train_sampling_strategy", None) == "group_by_length" or getattr(args, "group_by_length", False)
+    assert args.train_sampling_strategy == "group_by_length" and args.activation_checkpointing is False
     assert args.remove_unused_columns is False and args.label_names == ["in_u1", "gold", "in_labeled"]
     assert args.seed == 3 and args.get_warmup_steps(1000) == 30
 

@@ -21,6 +21,7 @@ from refine.rundir import (
     describe_difference,
     fingerprint,
     read_json,
+    read_jsonl,
     read_parquet,
     write_json,
     write_parquet,
@@ -156,6 +157,43 @@ class TestReadWrite:
     def test_missing_parquet_is_not_called_corrupt(self, tmp_path):
         with pytest.raises(FileNotFoundError, match=r"labels\.parquet not found"):
             read_parquet(tmp_path / "labels.parquet")
+
+
+class TestReadJsonl:
+    """One reader for two kinds of file: a user's input (named by its option) and silr's own stage output."""
+
+    def test_rows_of_a_plain_or_gzip_file_blank_lines_skipped(self, tmp_path):
+        import gzip
+
+        (tmp_path / "a.jsonl").write_text('{"x": 1}\n\n{"x": 2}\n')
+        with gzip.open(tmp_path / "b.jsonl.gz", "wt", encoding="utf-8") as handle:
+            handle.write('{"x": 3}\n')
+        assert read_jsonl(tmp_path / "a.jsonl") == [{"x": 1}, {"x": 2}]
+        assert read_jsonl(tmp_path / "b.jsonl.gz", flag="--input") == [{"x": 3}]
+
+    @pytest.mark.parametrize(("content", "user", "stage"), [
+        (b'{"x": 1}\n{"x": \n', r"in\.jsonl:2 is not valid JSON \(Expecting value\); fix that line\.",
+         r"in\.jsonl is corrupt \(JSONDecodeError\)"),
+        (b'{"x": 1}\n[1, 2]\n', r"in\.jsonl:2 is a JSON list, not an object; write one object per line\.",
+         r"in\.jsonl is corrupt \(line 2 is a JSON list, not an object\)"),
+        (b'{"x": "caf\xe9"}\n', r"cannot read .*in\.jsonl \(UnicodeDecodeError\); pass a UTF-8 JSONL file",
+         r"in\.jsonl is corrupt \(UnicodeDecodeError\)"),
+    ])
+    def test_damage_names_the_line_in_input_and_the_folder_in_a_stage(self, tmp_path, content, user, stage):
+        folder = tmp_path / "prompts"
+        folder.mkdir()
+        (folder / "in.jsonl").write_bytes(content)
+        with pytest.raises(ValueError, match=user):
+            read_jsonl(folder / "in.jsonl", flag="--input")
+        with pytest.raises(ValueError, match=rf"finished {folder} is damaged \({stage}\); delete the folder {folder} "
+                                             r"and rerun \(that stage is recomputed\)\."):
+            read_jsonl(folder / "in.jsonl")
+
+    def test_a_missing_file(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match=r"x\.jsonl not found; pass an existing JSONL file to --pairs\."):
+            read_jsonl(tmp_path / "x.jsonl", flag="--pairs")
+        with pytest.raises(FileNotFoundError):
+            read_jsonl(tmp_path / "x.jsonl")
 
 
 class TestFingerprint:

@@ -63,11 +63,16 @@ def test_calibration_is_reward_statistics_of_training_split(tiny_run, exported_d
     assert calibration["std"] == pytest.approx(rewards.std(), abs=1e-9)
 
 
-def test_threshold_reproduces_refine_labels(tiny_run, exported_dir):
-    config = json.loads((Path(exported_dir) / "config.json").read_text())["silr"]
+def test_threshold_reproduces_refine_labels(tiny_run, reward_model):
+    """The exported folder, loaded and scored, calls unsafe exactly the texts refine labelled unsafe (reward below the
+    stored threshold), for every text whose reward is not within float noise of the threshold."""
     labels = pd.read_parquet(tiny_run.root / "refine" / "iter_1" / "labels.parquet")["pseudo_label"].to_numpy()
-    reward = -tiny_run.unsafe_logits[1]
-    np.testing.assert_array_equal((reward < config["threshold"]).astype(int), labels)
+    rewards = reward_model.score(tiny_run.texts)
+    threshold = reward_model.metadata.threshold
+    assert threshold == pytest.approx(-0.1)  # refine's unsafe_logit threshold 0.1, negated
+    clear = np.abs(rewards - threshold) > SCORE_TOLERANCE
+    assert clear.sum() >= len(labels) - 2 and 0 < labels.sum() < len(labels)  # both classes, few borderline texts
+    np.testing.assert_array_equal((rewards[clear] < threshold).astype(int), labels[clear])
 
 
 def test_pipeline_returns_raw_reward(tiny_run, exported_dir):
