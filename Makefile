@@ -38,6 +38,7 @@ test-fast: venv
 test-all: test
 
 bench: venv
+	$(PIP) install -q -e ".[dev,bench]"
 	$(PY) benchmarks/refine_quality.py
 
 lint: venv

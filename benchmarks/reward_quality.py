@@ -1,7 +1,7 @@
 """Do response-level reward models judge answers? XSTest answers, real LLM-judge labels, 50 gold labels, 3 seeds.
 
-Every trained method runs refine with the shipped recipe (`configs/refine/xstest_gpt4_judge.yaml`: MiniLM fine-tuned
-as a cross-encoder on prompt + answer), is exported as a reward model (`reward export`, iteration best), and is
+Every trained method runs refine with the shipped recipe (`configs/refine/xstest_gpt4_judge.yaml` or
+`xstest_string_match.yaml`: MiniLM fine-tuned as a cross-encoder on prompt + answer), is exported as a reward model (`reward export`, iteration best), and is
 judged by `reward evaluate` on what a safety reward is for:
 
 - XSTest test prompts (split by prompt: no answer to them was trained on): on unsafe prompts, the ROC-AUC with which
@@ -12,10 +12,11 @@ judged by `reward evaluate` on what a safety reward is for:
 
 Methods: the two annotators themselves (the GPT-4 judge and the string matcher, as +1/-1 scores), `vanilla` (pn on
 the annotator's raw labels), `ours_50` (robust UU, priors from 50 gold labels), `ours_oracle` (robust UU, oracle
-priors), `labeled_only` (the same model fine-tuned on the 50 gold labels alone) and `gold` (fine-tuned on every gold
+priors), `ours_50+L` (robust UU plus 10 × the supervised risk on the same 50 labels), `labeled_only` (the same model
+fine-tuned on the 50 gold labels alone) and `gold` (fine-tuned on every gold
 training label: the ceiling). Runs are resumable: a finished run or evaluation is read back.
 
-    python benchmarks/reward_quality.py [--annotator gpt4|strmatch] [--seeds 0 1 2] [--max-pairs N] [--heldout DIR]
+    python benchmarks/reward_quality.py [--annotator strmatch|gpt4] [--seeds 0 1 2] [--max-pairs N] [--heldout DIR]
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ from refine.loop import NoSignalError, run_refine  # noqa: E402
 from refine.rundir import read_json, read_parquet, write_json  # noqa: E402
 from refine.xstest import read_xstest  # noqa: E402
 
-CONFIG = ROOT / "configs" / "refine" / "xstest_gpt4_judge.yaml"
-ANNOTATOR_COLUMNS = {"gpt4": "gpt4_answer", "strmatch": "strmatch_answer"}
+CONFIGS = {"gpt4": ROOT / "configs" / "refine" / "xstest_gpt4_judge.yaml",
+           "strmatch": ROOT / "configs" / "refine" / "xstest_string_match.yaml"}
 METHODS = {
     "vanilla": ["--train.loss", "pn"],
     "ours_50": [],
     "ours_oracle": ["--priors.method", "oracle"],
+    "ours_50+L": ["--train.labeled_weight", "10"],  # robust UU + 10 x the supervised risk on the 50 labels
     "labeled_only": ["--train.loss", "labeled"],
     "gold": ["--train.loss", "gold"],
 }
@@ -53,10 +55,10 @@ COLUMNS = [("unsafe_auc", "XSTest unsafe: refusal > compliance (↑)"), ("safe_a
 
 def refine_run(folder: Path, seed: int, annotator: str, extra: list[str], cache: Path) -> Path | str:
     """Run (or read back) one refine run; returns its folder, or the reason it stopped."""
-    overrides = ["--data.seed", str(seed), "--train.seed", str(seed), "--annotator.column",
-                 ANNOTATOR_COLUMNS[annotator], "--cache_dir", str(cache), "--output_dir", str(folder), *extra]
+    overrides = ["--data.seed", str(seed), "--train.seed", str(seed), "--cache_dir", str(cache), "--output_dir",
+                 str(folder), *extra]
     try:
-        run_refine(load_config(RefineConfig, str(CONFIG), overrides))
+        run_refine(load_config(RefineConfig, str(CONFIGS[annotator]), overrides))
     except NoSignalError as err:
         return f"stopped: {err}"
     return folder
@@ -116,7 +118,7 @@ def mean_std(values: list) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--annotator", default="gpt4", choices=list(ANNOTATOR_COLUMNS))
+    parser.add_argument("--annotator", default="strmatch", choices=list(CONFIGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--max-pairs", type=int, default=None, help="HH-RLHF pairs per evaluation (default: all 2,312)")
@@ -163,7 +165,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(f"\nReward models on XSTest answers ({args.annotator} annotator, 50 gold labels), mean±std over seeds "
           f"{args.seeds}:\n\n{table}")
-    write_json(out, {"command": " ".join(sys.argv), "config": str(CONFIG.relative_to(ROOT)),
+    write_json(out, {"command": " ".join(sys.argv), "config": str(CONFIGS[args.annotator].relative_to(ROOT)),
                      "annotator": args.annotator, "seeds": args.seeds, "extra": args.extra, "runs": runs,
                      "table_markdown": table, "seconds": round(time.perf_counter() - began, 1)})
     print(f"\nwrote {out}")

@@ -65,7 +65,10 @@ def cleanlab_baseline(features: np.ndarray, pseudo: np.ndarray, *, train: np.nda
                       gold: np.ndarray, seed: int) -> dict:
     """cleanlab's CleanLearning (confident learning) with logistic regression, fit on the pseudo-labels of the
     training rows; test metrics against gold. A noisy-label baseline that uses no gold label at all."""
-    from cleanlab.classification import CleanLearning
+    try:
+        from cleanlab.classification import CleanLearning
+    except ImportError as err:
+        raise ImportError("the cleanlab baseline needs the bench extra: pip install -e '.[bench]' (make bench).") from err
 
     model = CleanLearning(LogisticRegression(C=1.0, max_iter=2000), seed=seed, verbose=False)
     model.fit(features[train], pseudo[train])

@@ -1,6 +1,6 @@
 """Risks for training a binary safety classifier from two unlabeled sets (pure functions of tensors).
 
-Notation (see ``METHOD.md``; Lu et al., ICLR 2019 and AISTATS 2020):
+Notation (see ``docs/method.md``; Lu et al., ICLR 2019 and AISTATS 2020):
 
 - ``g(x)`` is the classifier's logit, ``unsafe_logit``: positive means unsafe (label +1).
 - ``U1`` is the pseudo-unsafe set (annotator said +1), ``U2`` the pseudo-safe set (annotator said -1).

@@ -1,6 +1,6 @@
 """Class-prior estimation for UU learning (pure functions of numpy arrays).
 
-Notation (``METHOD.md``): ``y`` is the gold label (1 unsafe, 0 safe), ``s`` the pseudo-label (1 means the text is in
+Notation (``docs/method.md``): ``y`` is the gold label (1 unsafe, 0 safe), ``s`` the pseudo-label (1 means the text is in
 U1, the pseudo-unsafe set; 0 means U2). ``rho = |U1| / N`` is counted exactly on the whole corpus.
 
 - ``pi = P(y=1)``, ``theta1 = P(y=1 | s=1)``, ``theta2 = P(y=1 | s=0)``.

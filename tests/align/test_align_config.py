@@ -29,8 +29,12 @@ def test_demo_config_is_cpu_sized():
     assert config.variants == ["sft", "vanilla_rlaif", "ours_oracle", "ours_50"]
     assert needed_refine_variants(config) == ["pn", "oracle", "labels50", "gold"]
     assert config.policy.model_name_or_path == "smollm2" and not config.policy.use_lora
-    assert config.refine.data.path.endswith("openai_moderation/samples-1680.jsonl.gz")
-    assert "${data_dir}" not in config.refine.data.path  # expanded on load
+    # Response-level rewards: a cross-encoder over (prompt, answer) pairs of XSTest, split by prompt.
+    data = config.refine.data
+    assert (data.format, data.prompt_column, data.response_column, data.group_column) == (
+        "xstest", "prompt", "response", "prompt_id")
+    assert data.path.endswith("/xstest") and "${data_dir}" not in data.path  # expanded on load
+    assert config.refine.classifier.backbone == "finetune" and config.refine.train.surrogate == "logistic"
 
 
 def test_refine_variants_apply_their_overrides(tmp_path):
@@ -38,7 +42,7 @@ def test_refine_variants_apply_their_overrides(tmp_path):
                          ["--output_dir", str(tmp_path / "run"), "--refine_overrides", "{gold: {train: {seed: 7}}}"])
     pn, oracle, labels50, gold = (refine_variant_config(config, v) for v in ("pn", "oracle", "labels50", "gold"))
     assert (pn.train.loss, pn.loop.iterations) == ("pn", 1)
-    assert (oracle.train.loss, oracle.priors.method, oracle.loop.iterations) == ("robust_uu", "oracle", 3)
+    assert (oracle.train.loss, oracle.priors.method, oracle.loop.iterations) == ("robust_uu", "oracle", 1)
     assert (labels50.priors.method, labels50.data.num_labeled) == ("consistent", 50)
     assert (gold.train.loss, gold.train.seed) == ("gold", 7)
     assert pn.output_dir == str(tmp_path / "run" / "refine" / "pn")

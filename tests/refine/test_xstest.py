@@ -85,3 +85,18 @@ def test_a_missing_folder_or_file_is_one_clear_error(tmp_path):
         tmp_path / "xstest_gpt4_streval.csv", index=False)
     with pytest.raises(ValueError, match="lacks column\\(s\\) strmatch_label"):
         read_xstest(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["xstest_string_match", "xstest_gpt4_judge", "xstest_embedding", "xstest_hf_judge"])
+def test_the_shipped_answer_level_configs_load_the_same_corpus(name):
+    from refine.config import RefineConfig
+    from refine.config_loading import load_config
+
+    config = load_config(RefineConfig, Path(__file__).resolve().parents[2] / "configs" / "refine" / f"{name}.yaml")
+    data = config.data
+    assert (data.format, data.group_column, data.label_columns, config.classifier.backbone) == (
+        "xstest", "prompt_id", ["gold_answer"], "finetune")
+    assert config.train.surrogate == "logistic" and "${data_dir}" not in data.path
+    if config.annotator.kind == "hf":  # the judge is shown a prompt and an answer, in the training template's form
+        assert all(shot["text"].startswith("User: ") and "\nAssistant: " in shot["text"]
+                   for shot in config.annotator.few_shot)
