@@ -200,6 +200,11 @@ class AnnotatorConfig:
             self.positive_fraction is not None and 0.0 < self.positive_fraction < 1.0
         ):
             raise ValueError("threshold=positive_fraction needs positive_fraction in (0, 1).")
+        for name in ("max_length", "batch_size", "max_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"annotator {name}={getattr(self, name)} must be at least 1.")
+        if self.max_retries < 0 or not self.request_timeout > 0:
+            raise ValueError("annotator max_retries must be >= 0 and request_timeout positive.")
         if self.kind == "column" and not self.column:
             raise ValueError("kind=column needs `column`, the column holding pseudo-labels.")
         if self.column_other != "error" and self.column_negative_values is None:
@@ -229,6 +234,14 @@ class PriorsConfig:
         metadata={"help": "Stop when |theta1 - theta2| is below this: the UU coefficients scale as 1/gap and the "
                   "two sets no longer differ enough to learn from."},
     )
+    min_labeled_per_set: int = field(
+        default=3,
+        metadata={"help": "Fewest texts of L that must fall in each of U1 and U2 for theta1 and theta2 to count as "
+                  "estimated: with fewer, add-one smoothing alone sets the estimate (0.5 from zero texts, with a "
+                  "bootstrap interval of zero width), which is no evidence. The run stops then (with "
+                  "unconfirmed_signal: warn it goes on with a warning); a refined iteration in that state counts as "
+                  "carrying no usable signal."},
+    )
     interval_level: float = field(default=0.9, metadata={"help": "Level of the bootstrap intervals."})
     unconfirmed_signal: Literal["stop", "warn"] = field(
         default="stop",
@@ -252,6 +265,8 @@ class PriorsConfig:
                 )
         if not 0.0 < self.min_prior_gap < 1.0:
             raise ValueError(f"min_prior_gap={self.min_prior_gap} must lie in (0, 1).")
+        if self.min_labeled_per_set < 1:
+            raise ValueError(f"min_labeled_per_set={self.min_labeled_per_set} must be at least 1.")
         if not 0.5 <= self.interval_level < 1.0:
             raise ValueError(f"interval_level={self.interval_level} must lie in [0.5, 1).")
 
@@ -275,6 +290,12 @@ class ClassifierConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow code shipped with the model to run. Off unless you trust it."}
     )
+
+    def __post_init__(self):
+        for name in ("max_length", "encode_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1, e.g. max_length 128 and "
+                                 "encode_batch_size 64.")
 
 
 @dataclass

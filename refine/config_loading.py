@@ -107,6 +107,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = _float_or_none(value)
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {original!r}.")
+        if not math.isfinite(value):  # .nan / .inf: no setting here means anything with them
+            raise ConfigError(f"{key} must be a finite number, got {original!r}.")
         return float(value)
     if inner is str:
         if isinstance(value, (dict, list)):

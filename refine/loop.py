@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -57,6 +58,10 @@ NON_RESULT_KEYS = {
     "annotator.request_timeout", "finetune.per_device_eval_batch_size", "finetune.report_to", "finetune.logging_steps",
     "finetune.dataloader_num_workers", "finetune.save_total_limit",
 }
+
+
+SUMMARY_FILE = "summary.json"
+PREVIOUS_SUMMARY_FILE = ".summary.previous.json"  # a finished run's summary while a rerun is going on
 
 
 class NoSignalError(SilrError):
@@ -147,10 +152,20 @@ def split_priors(config: RefineConfig, corpus: Corpus, labels: np.ndarray, seed:
     return priors, intervals
 
 
+def labeled_per_set(config: RefineConfig, corpus: Corpus, labels: np.ndarray) -> tuple[int, int] | None:
+    """How many texts of L fall in U1 and in U2 under ``labels`` (None for oracle priors, which count all gold)."""
+    if config.priors.method == "oracle":
+        return None
+    rows = corpus.pseudo_labelled(labels).labeled
+    in_u1 = int((labels[rows] == 1).sum())
+    return in_u1, len(rows) - in_u1
+
+
 def check_signal(priors: Priors, intervals: dict, *, min_prior_gap: float, n_labeled: int, iteration: int,
-                 unconfirmed: str = "warn") -> str:
-    """Stop on a split that carries no signal (and, with ``unconfirmed="stop"``, on one whose signal the labelled set
-    cannot confirm); warn loudly on an inverted or unconfirmed one."""
+                 unconfirmed: str = "warn", per_set: tuple[int, int] | None = None, min_per_set: int = 1) -> str:
+    """Stop on a split that carries no signal, or whose priors rest on fewer than ``min_per_set`` texts of L in U1 or
+    U2 (no evidence); with ``unconfirmed="stop"`` also on one whose signal the labelled set cannot confirm; warn
+    loudly on an inverted or unconfirmed one."""
     signal = assess_signal(priors, intervals["gap"], min_prior_gap=min_prior_gap)
     t1, t2 = intervals["theta1"], intervals["theta2"]
     numbers = (
@@ -158,6 +173,15 @@ def check_signal(priors: Priors, intervals: dict, *, min_prior_gap: float, n_lab
         f"(90% bootstrap intervals, {n_labeled} labels)"
     )
     source = "the annotator's labels" if iteration == 0 else f"the labels of iteration {iteration}"
+    if per_set is not None and min(per_set) < min_per_set:
+        message = (
+            f"no evidence for the priors of {source}: only {per_set[0]} text(s) of L are pseudo-unsafe and "
+            f"{per_set[1]} pseudo-safe (priors.min_labeled_per_set={min_per_set}), so {numbers} come from add-one "
+            "smoothing, not from labels. Label more texts (data.num_labeled)"
+        )
+        if unconfirmed == "stop":
+            raise NoSignalError(message + ", or set priors.unconfirmed_signal: warn to refine anyway.")
+        logger.warning("%s; refining anyway (priors.unconfirmed_signal=warn).", message)
     if signal == "none":
         raise NoSignalError(
             f"{source} carry no usable signal: {numbers}; |theta1 - theta2| < min_prior_gap={min_prior_gap}, so UU "
@@ -330,6 +354,8 @@ def run_refine(config: RefineConfig) -> pd.DataFrame:
             fresh = created and not (run.stage("refine") / "iter_0" / "metrics.json").exists()
             if fresh and distributed.is_main_process():
                 shutil.rmtree(run.root, ignore_errors=True)  # a fresh run that produced nothing leaves nothing behind
+            elif distributed.is_main_process():
+                _restore_previous_summary(run.stage("refine"))
             raise
 
 
@@ -358,6 +384,7 @@ def _run(config: RefineConfig, run: RunDir) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if distributed.is_main_process():
         _write_baselines_and_report(config, corpus, model, refine_dir, table)
+        (refine_dir / PREVIOUS_SUMMARY_FILE).unlink(missing_ok=True)
     distributed.wait_for_everyone()
     return table
 
@@ -380,9 +407,19 @@ def _annotate(config: RefineConfig, run: RunDir, corpus: Corpus, model, tokenize
         refine_dir = run.claim_stage("refine", refine_fingerprint(config), overwrite=config.overwrite_output_dir)
         if distributed.is_main_process():
             # Rewritten when this run ends. Until then a previous run's summary would send `reward export` (best,
-            # last) to iterations this run may not reach.
-            (refine_dir / "summary.json").unlink(missing_ok=True)
+            # last) to iterations this run may not reach, so it is set aside, and put back if this run fails.
+            summary = refine_dir / SUMMARY_FILE
+            if summary.exists():
+                os.replace(summary, refine_dir / PREVIOUS_SUMMARY_FILE)
     return annotations, refine_dir
+
+
+def _restore_previous_summary(refine_dir: Path) -> None:
+    """After a failed rerun: the finished run's summary.json back in place (its iterations are still there, unchanged:
+    a rerun only adds iterations), so `reward export --iteration best` keeps working."""
+    previous = refine_dir / PREVIOUS_SUMMARY_FILE
+    if previous.exists() and not (refine_dir / SUMMARY_FILE).exists():
+        os.replace(previous, refine_dir / SUMMARY_FILE)
 
 
 def _patience(config: RefineConfig) -> int | None:
@@ -412,7 +449,8 @@ def _annotator_iteration(config: RefineConfig, corpus: Corpus, annotations: pd.D
     row = _iteration_row(corpus, 0, labels, scores, None, priors, intervals, signal)
     try:
         check_signal(priors, intervals, min_prior_gap=config.priors.min_prior_gap, n_labeled=len(corpus.labeled),
-                     iteration=0, unconfirmed=config.priors.unconfirmed_signal)
+                     iteration=0, unconfirmed=config.priors.unconfirmed_signal,
+                     per_set=labeled_per_set(config, corpus, labels), min_per_set=config.priors.min_labeled_per_set)
     except NoSignalError as err:
         err.annotator_metrics = row  # the annotator's own accuracy etc., for callers that report it
         raise
@@ -439,6 +477,9 @@ def _refined_iteration(config: RefineConfig, corpus: Corpus, model, refine_dir: 
     labels = (scores > threshold).astype(np.int64)
     new_priors, intervals = split_priors(config, corpus, labels, seed=config.data.seed + k)
     signal = assess_signal(new_priors, intervals["gap"], min_prior_gap=config.priors.min_prior_gap)
+    per_set = labeled_per_set(config, corpus, labels)
+    if per_set is not None and min(per_set) < config.priors.min_labeled_per_set:
+        signal = "none"  # priors of the next iteration would rest on smoothing alone
     if labels[corpus.train].min() == labels[corpus.train].max():
         signal = "collapsed"
     row = _iteration_row(corpus, k, labels, scores, previous_labels, new_priors, intervals, signal)

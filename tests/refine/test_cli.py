@@ -90,6 +90,23 @@ def test_unknown_config_key(refine_args, capsys, tmp_path):
                          r"unknown key train\.los \(did you mean train\.loss\?\)")
 
 
+@pytest.mark.parametrize(("override", "pattern"), [
+    (["--classifier.max_length", "0"], r"max_length=0 must be at least 1"),
+    (["--classifier.max_length", "-1"], r"max_length=-1 must be at least 1"),
+    (["--classifier.encode_batch_size", "0"], r"encode_batch_size=0 must be at least 1"),
+    (["--train.learning_rate", ".nan"], r"train.learning_rate must be a finite number, got nan"),
+    (["--train.gamma", ".nan"], r"train.gamma must be a finite number"),
+    (["--train.gamma", ".inf"], r"train.gamma must be a finite number"),
+    (["--annotator.batch_size", "0"], r"annotator batch_size=0 must be at least 1"),
+])
+def test_sizes_and_numbers_that_mean_nothing_are_refused_before_any_work(refine_args, capsys, tmp_path, override,
+                                                                         pattern):
+    """They used to end in a traceback (max_length 0 / -1, encode_batch_size 0), or be accepted and fail at iteration
+    1 leaving runs/<name> behind, after which the corrected rerun was refused as a changed config (nan)."""
+    assert_fails_cleanly([*refine_args, *override], capsys, tmp_path, pattern)
+    assert main([*refine_args, "--loop.iterations", "1"]) == 0  # the corrected run is a fresh one
+
+
 def test_corrupt_feature_cache(refine_args, capsys, tmp_path):
     cache = tmp_path / "shared_cache"
     assert main([*refine_args, "--cache_dir", str(cache), "--loop.iterations", "1",
