@@ -14,7 +14,6 @@ from refine.config_loading import load_config
 from refine.loop import NoSignalError, run_refine
 from refine.rundir import RunConflictError
 
-
 RESUME_SCORE_ATOL = 1e-5  # scores of a resumed iteration vs an uninterrupted run (README, "Run directory")
 
 
