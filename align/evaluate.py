@@ -51,6 +51,7 @@ from align.stages import (
     training_stage,
 )
 from refine.rundir import atomic_path, read_jsonl, write_json
+from reward.model import RewardModel
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ class Scorers:
     """The training reward models of the trained variants and the judge, loaded once."""
 
     def __init__(self, config: AlignConfig):
-        from reward.model import RewardModel
-
         batch = config.evaluate.reward_batch_size
         self.rewards = {}
         for variant in config.trained_variants:

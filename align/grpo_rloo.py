@@ -47,7 +47,15 @@ from align.stages import (
     train_fingerprint,
     training_stage,
 )
-from align.train import CURVES, TRAINER_NAMES, MetricsRecorder, final_values, load_reward, use_bf16, write_metrics
+from align.trainer_common import (
+    CURVES,
+    TRAINER_NAMES,
+    MetricsRecorder,
+    final_values,
+    load_reward,
+    use_bf16,
+    write_metrics,
+)
 from refine.distributed import use_cpu
 from refine.rundir import read_jsonl, write_json
 from reward.adapters import SafetyRewardFunction, completion_text

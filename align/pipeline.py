@@ -17,6 +17,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from align.config import STAGES, AlignConfig
+from align.evaluate import run_evaluate
+from align.prompts import ensure_prompts
+from align.report import run_report
+from align.reward_eval import evaluate_reward, reward_eval_finished
 from align.stages import (
     building,
     evaluate_fingerprint,
@@ -33,17 +37,17 @@ from align.stages import (
     train_fingerprint,
     training_stage,
 )
+from align.train import train_variant
 from refine.config_loading import config_to_dict
-from refine.rundir import read_json, write_json, write_yaml
+from refine.loop import annotate_fingerprint, refine_fingerprint, run_refine
+from refine.rundir import RunDir, read_json, write_json, write_yaml
+from reward.export import export_reward_model
 
 logger = logging.getLogger(__name__)
 
 
 def refine_and_export(config: AlignConfig, variant: str, *, export: bool = True) -> None:
     """Refine (resumable) and export one variant's classifier as a reward model (nothing if already exported)."""
-    from refine.loop import run_refine
-    from reward.export import export_reward_model
-
     run, name, stage_config = run_dir(config), f"reward/{variant}", export_fingerprint(config, variant)
     if is_done(run, name, stage_config, overwrite=config.overwrite_output_dir):
         return
@@ -57,12 +61,6 @@ def refine_and_export(config: AlignConfig, variant: str, *, export: bool = True)
 
 def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, Callable[[], bool], Callable]]:
     """``(stage kind, label, finished, run)`` in order, cut after ``stop_after``; ``finished()`` is checked first."""
-    from align.evaluate import run_evaluate
-    from align.prompts import ensure_prompts
-    from align.report import run_report
-    from align.reward_eval import evaluate_reward, reward_eval_finished
-    from align.train import train_variant
-
     run, overwrite = run_dir(config), config.overwrite_output_dir
 
     def done(name: str, stage_config: dict) -> Callable[[], bool]:
@@ -95,9 +93,6 @@ def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, C
 
 def preflight(config: AlignConfig) -> None:
     """Refuse a changed config before any work: every planned stage that exists must match (or be replaceable)."""
-    from refine.loop import annotate_fingerprint, refine_fingerprint
-    from refine.rundir import RunDir
-
     run, overwrite = run_dir(config), config.overwrite_output_dir
     last = STAGES.index(config.stop_after)
     checks = [("prompts", prompts_fingerprint(config))]

@@ -32,8 +32,9 @@ from align.stages import (
     stage_name,
     train_fingerprint,
 )
-from align.train import CURVES, MetricsRecorder, final_values, load_reward, use_bf16, write_metrics
+from align.trainer_common import CURVES, MetricsRecorder, final_values, load_reward, use_bf16, write_metrics
 from refine.rundir import read_jsonl, write_json
+from reward.adapters import PolicyTokenRewardModel
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
     from accelerate import PartialState
     from transformers import set_seed
     from trl.experimental.ppo import PPOTrainer
-
-    from reward.adapters import PolicyTokenRewardModel
 
     run, state = run_dir(config), PartialState()
     name = stage_name("ppo", variant, seed)

@@ -47,8 +47,12 @@ import numpy as np
 import pandas as pd
 
 from align.config import PromptsConfig
+from align.policy import prompt_length_check
+from align.stages import building, held_out_corpora, is_done, prompts_fingerprint, run_dir
 from refine.config_loading import data_dir
+from refine.corpus import load_corpus
 from refine.errors import SilrError, one_line
+from refine.rundir import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -282,9 +286,6 @@ def reward_training_prompts(config) -> dict[str, list[str]]:
     Only the refine variants this run needs (:func:`align.stages.held_out_corpora`: a corpus with a prompt column)
     are read, each with refine's own loader (the same seeded split). ``config`` is an ``AlignConfig``.
     """
-    from align.stages import held_out_corpora
-    from refine.corpus import load_corpus
-
     prompts, loaded = {}, {}
     for variant, data in held_out_corpora(config).items():
         pairs = bool(data.prompt_column and data.response_column)  # load_corpus keeps `prompt` for pairs
@@ -298,8 +299,6 @@ def reward_training_prompts(config) -> dict[str, list[str]]:
 
 
 def write_frame_jsonl(path: str | os.PathLike, frame: pd.DataFrame) -> None:
-    from refine.rundir import atomic_path
-
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for row in frame.to_dict(orient="records"):
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -307,10 +306,6 @@ def write_frame_jsonl(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 def ensure_prompts(config) -> Path:
     """The prompts stage of an align run (``AlignConfig``): build and record the split unless done with this config."""
-    from align.policy import prompt_length_check
-    from align.stages import building, is_done, prompts_fingerprint, run_dir
-    from refine.rundir import write_json
-
     run, stage_config = run_dir(config), prompts_fingerprint(config)
     if is_done(run, "prompts", stage_config, overwrite=config.overwrite_output_dir):
         return run.stage("prompts")

@@ -33,6 +33,7 @@ from align.stages import (
     building,
     evaluate_fingerprint,
     is_done,
+    needed_refine_variants,
     report_fingerprint,
     require_stage,
     reward_targets,
@@ -40,7 +41,7 @@ from align.stages import (
     stage_name,
     training_stage,
 )
-from align.train import CURVES, TRAINER_NAMES
+from align.trainer_common import CURVES, TRAINER_NAMES
 from refine.errors import damaged_folder, one_line
 from refine.rundir import read_json, read_jsonl, write_json, write_text
 
@@ -174,8 +175,6 @@ def _load_evaluations(config: AlignConfig, config_path: str | None) -> dict[str,
 
 
 def _refine_section(config: AlignConfig, out: Path) -> Section:
-    from align.stages import needed_refine_variants
-
     section = Section("refine", "Refine diagnostics (the classifiers behind the rewards)")
     section.text("Iteration 0 is the annotator's labels. Accuracy on L uses the gold-labelled set that estimates the "
                  "priors; test accuracy uses a gold split no step saw.")

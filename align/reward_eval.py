@@ -45,6 +45,9 @@ from align.stages import (
 )
 from refine.errors import damaged_folder, one_line
 from refine.rundir import atomic_path, read_json, write_json, write_text
+from reward.evaluate import evaluate_reward_model, evaluation_markdown, with_evaluation_section
+from reward.evaluation_data import load_pairs, load_refine_run
+from reward.model import RewardModel
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +81,6 @@ def check_reward_models(config: AlignConfig, targets: list[RewardTarget], *, con
 
 def load_suites(config: AlignConfig, target: RewardTarget) -> list:
     """The evaluation data of ``target``: its refine run's gold test split (silr exports), then the pairs."""
-    from reward.evaluation_data import load_pairs, load_refine_run
-
     suites = []
     if target.refine_variant is not None and refine_variant_config(config, target.refine_variant).data.test_fraction:
         suites.append(load_refine_run(Path(config.output_dir) / "refine" / target.refine_variant))
@@ -98,8 +99,6 @@ def load_suites(config: AlignConfig, target: RewardTarget) -> list:
 
 def load_reward(config: AlignConfig, target: RewardTarget):
     """The model of ``target`` as a :class:`reward.model.RewardModel` (the judge at its decision threshold)."""
-    from reward.model import RewardModel
-
     model = RewardModel.from_pretrained(target.path, batch_size=config.evaluate.reward_batch_size,
                                         higher_is_safer=target.higher_is_safer)
     if target.name == JUDGE:
@@ -110,8 +109,6 @@ def load_reward(config: AlignConfig, target: RewardTarget):
 
 def write_card_section(model_dir: Path, results: dict) -> Path:
     """Put the evaluation tables into the model card (``README.md``) as its ``## Evaluation`` section, atomically."""
-    from reward.evaluate import evaluation_markdown, with_evaluation_section
-
     card = model_dir / "README.md"
     previous = card.read_text(encoding="utf-8") if card.is_file() else ""
     with atomic_path(card) as tmp:
@@ -151,8 +148,6 @@ def reward_eval_finished(config: AlignConfig, target: RewardTarget) -> bool:
 
 def evaluate_reward(config: AlignConfig, target: RewardTarget, *, config_path: str | None = None) -> Path:
     """Evaluate one reward model (stage ``reward_eval/<name>``) unless done with this config; returns the stage."""
-    from reward.evaluate import evaluate_reward_model, evaluation_markdown
-
     run, name = run_dir(config), stage_name("reward_eval", target.name)
     stage_config = reward_eval_fingerprint(config, target)
     exported = target.refine_variant is not None

@@ -32,7 +32,8 @@ from pathlib import Path
 from align.algorithms import LOGGING_KEYS
 from align.config import JUDGE, JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
 from refine.config import DataConfig, RefineConfig
-from refine.config_loading import config_from_dict, config_to_dict, merge
+from refine.config_loading import config_from_dict, config_to_dict, data_dir, merge
+from refine.loop import refine_fingerprint
 from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fingerprint, write_json
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
@@ -73,8 +74,6 @@ def needed_refine_variants(config: AlignConfig) -> list[str]:
 
 
 def export_fingerprint(config: AlignConfig, variant: str) -> dict:
-    from refine.loop import refine_fingerprint
-
     refine_config = refine_variant_config(config, variant)
     return {"refine": refine_fingerprint(refine_config), "loop": dataclasses.asdict(refine_config.loop),
             "iteration": str(config.export_iteration)}
@@ -200,8 +199,6 @@ def reward_targets(config: AlignConfig) -> list[RewardTarget]:
 
 def reward_pairs_path(setting: str | None) -> Path | None:
     """The file of ``evaluate.reward_pairs``: a named set under the data directory, or the path given."""
-    from refine.config_loading import data_dir
-
     if setting is None:
         return None
     return Path(data_dir()) / REWARD_PAIR_SETS[setting] if setting in REWARD_PAIR_SETS else Path(setting)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from refine.config import DataConfig
+from refine.xstest import read_xstest
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +175,6 @@ def load_corpus(config: DataConfig, *, extra_columns: tuple[str, ...] = ()) -> p
     if not config.path:
         raise ValueError("data.path is not set; point it at a corpus file or a Hub dataset id (see configs/refine/).")
     if config.format == "xstest":
-        from refine.xstest import read_xstest
-
         frame = read_xstest(config.path)
     else:
         frame = read_table(config.path, hub_split=config.hub_split)

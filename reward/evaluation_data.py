@@ -24,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from refine.config import RefineConfig
+from refine.config_loading import load_config
+from refine.corpus import load_corpus
 from refine.errors import one_line
 from refine.rundir import read_jsonl
+from refine.xstest import read_xstest
 
 DEFAULT_COLUMNS = {
     "prompt": "prompt", "response": "response", "label": "label", "chosen": "chosen", "rejected": "rejected",
@@ -316,8 +320,6 @@ def load_refusals(path: str | os.PathLike, *, columns: dict[str, str] | None = N
 
 def load_xstest(folder: str | os.PathLike, *, max_rows: int | None = None, seed: int = 0) -> RefusalSuite:
     """Every answer in the XSTest folder (:func:`refine.xstest.read_xstest`), with the human gold refusal and label."""
-    from refine.xstest import read_xstest
-
     frame = read_xstest(folder)
     rows_read = len(frame)
     frame = frame.iloc[sample_rows(rows_read, max_rows, seed)]
@@ -338,9 +340,6 @@ def load_refine_run(run: str | os.PathLike, *, max_rows: int | None = None, seed
         FileNotFoundError: If the run, its config or its corpus is missing.
         ValueError: If the config does not load, or the corpus has no test split with both classes.
     """
-    from refine.config import RefineConfig
-    from refine.config_loading import load_config
-    from refine.corpus import load_corpus
 
     run = Path(run)
     config_path = run / "config.yaml"
@@ -363,8 +362,6 @@ def load_refine_run(run: str | os.PathLike, *, max_rows: int | None = None, seed
     name = f"{run.name} (test split)"
     _require_both_classes(unsafe, f"the test split of {run}")
     if config.data.format == "xstest":
-        from refine.xstest import read_xstest
-
         answers = read_xstest(config.data.path).loc[test["id"].to_numpy()]  # corpus id = row of read_xstest
         return _refusal_suite(name, str(run), "refine-run (xstest)", rows_read, answers["prompt"].tolist(),
                               answers["response"].tolist(), (answers["prompt_label"] == "unsafe").to_numpy(),

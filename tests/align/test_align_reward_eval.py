@@ -66,7 +66,7 @@ def test_rewards_are_evaluated_before_ppo(refined):
 
 
 def test_finished_evaluations_are_skipped_and_a_changed_one_is_refused(refined, monkeypatch, capsys):
-    import reward.evaluate
+    import align.reward_eval
 
     run, path = refined
     card = run / "reward" / "labels50" / "model" / "README.md"
@@ -77,7 +77,7 @@ def test_finished_evaluations_are_skipped_and_a_changed_one_is_refused(refined, 
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished reward evaluation ran again")
 
-    monkeypatch.setattr(reward.evaluate, "evaluate_reward_model", forbidden)
+    monkeypatch.setattr(align.reward_eval, "evaluate_reward_model", forbidden)
     assert main(["pipeline", "--config", path]) == 0
     assert card.read_text() == text
     runs = json.loads((run / "pipeline.json").read_text())["runs"]

@@ -100,12 +100,12 @@ def test_pipeline_runs_every_stage_then_resumes(pipeline_config, monkeypatch, ca
     # A rerun with the same config redoes nothing.
     import trl.experimental.ppo
 
-    import refine.loop
+    import align.pipeline
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr(refine.loop, "run_refine", forbidden)
+    monkeypatch.setattr(align.pipeline, "run_refine", forbidden)
     monkeypatch.setattr(trl.experimental.ppo.PPOTrainer, "train", forbidden)
     assert main(["pipeline", "--config", path]) == 0
     runs = json.loads((run / "pipeline.json").read_text())["runs"]
