@@ -37,27 +37,19 @@ import torch
 
 from align.config import AlignConfig
 from align.policy import PromptFormatter, load_tokenizer, lora_config, policy_folder_with_pad
-from align.stages import (
-    export_fingerprint,
-    finish_partial,
-    is_done,
-    require_stage,
-    reward_source,
-    run_dir,
-    train_fingerprint,
-    training_stage,
-)
+from align.stages import finish_partial
 from align.trainer_common import (
     CURVES,
     TRAINER_NAMES,
     MetricsRecorder,
     final_values,
     load_reward,
+    open_training_stage,
     use_bf16,
     write_metrics,
 )
 from refine.distributed import use_cpu
-from refine.rundir import read_jsonl, write_json
+from refine.rundir import write_json
 from reward.adapters import SafetyRewardFunction, completion_text
 
 logger = logging.getLogger(__name__)
@@ -153,17 +145,10 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
     from trl import GRPOTrainer, RLOOTrainer
 
     algorithm = config.algorithm
-    run, state = run_dir(config), PartialState()
-    name = training_stage(config, variant, seed)
-    stage_config = train_fingerprint(config, variant, seed)
-    if is_done(run, name, stage_config, overwrite=config.overwrite_output_dir):
-        logger.info("%s: done already (same config), skipped", name)
-        return run.stage(name)
-    reward_path, _ = reward_source(config, variant)
-    if variant not in config.ppo.reward_models:
-        require_stage(run, f"reward/{reward_path.parent.name}", export_fingerprint(config, reward_path.parent.name),
-                      config_path=config_path)
-    prompts = [row["prompt"] for row in read_jsonl(run.stage("prompts") / "train.jsonl")]
+    stage = open_training_stage(config, variant, seed, config_path=config_path)
+    if stage.done:
+        return stage.folder
+    state, name, reward_path, prompts = PartialState(), stage.name, stage.reward_path, stage.prompts
 
     # Load and check everything before the run folder exists, so a bad input leaves nothing behind.
     check_vllm(config)
@@ -173,8 +158,7 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
     reward = RawPromptSafetyReward(load_reward(reward_path, config, device=str(state.device)))
     dataset = training_dataset(config, tokenizer, prompts)
     check_batch(config, num_processes=state.num_processes, num_prompts=len(dataset))
-    folder = run.stage(name)
-    partial = folder.parent / f".{folder.name}.partial"
+    folder, partial = stage.folder, stage.partial
     args = trainer_arguments(config, partial / "trainer", seed=seed)
 
     if state.is_main_process:
@@ -211,7 +195,7 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
                 "lora": config.policy.use_lora, "distributed_type": str(trainer.accelerator.distributed_type.value),
                 "zero_stage": getattr(plugin, "zero_stage", None), "final": final_values(frame, CURVES[algorithm]),
             })
-            finish_partial(partial, folder, stage_config)
+            finish_partial(partial, folder, stage.fingerprint)
     finally:
         if state.is_main_process and partial.exists():
             shutil.rmtree(partial, ignore_errors=True)  # an interrupted run leaves nothing that looks finished

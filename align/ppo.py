@@ -22,18 +22,17 @@ from pathlib import Path
 
 from align.config import AlignConfig
 from align.policy import PromptFormatter, load_policy, load_value_model, lora_config, resolve_policy_path
-from align.stages import (
-    export_fingerprint,
-    finish_partial,
-    is_done,
-    require_stage,
-    reward_source,
-    run_dir,
-    stage_name,
-    train_fingerprint,
+from align.stages import finish_partial
+from align.trainer_common import (
+    CURVES,
+    MetricsRecorder,
+    final_values,
+    load_reward,
+    open_training_stage,
+    use_bf16,
+    write_metrics,
 )
-from align.trainer_common import CURVES, MetricsRecorder, final_values, load_reward, use_bf16, write_metrics
-from refine.rundir import read_jsonl, write_json
+from refine.rundir import write_json
 from reward.adapters import PolicyTokenRewardModel
 
 logger = logging.getLogger(__name__)
@@ -85,17 +84,10 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
     from transformers import set_seed
     from trl.experimental.ppo import PPOTrainer
 
-    run, state = run_dir(config), PartialState()
-    name = stage_name("ppo", variant, seed)
-    stage_config = train_fingerprint(config, variant, seed)
-    if is_done(run, name, stage_config, overwrite=config.overwrite_output_dir):
-        logger.info("%s: done already (same config), skipped", name)
-        return run.stage(name)
-    reward_path, _ = reward_source(config, variant)
-    if variant not in config.ppo.reward_models:
-        require_stage(run, f"reward/{reward_path.parent.name}", export_fingerprint(config, reward_path.parent.name),
-                      config_path=config_path)
-    prompts = [row["prompt"] for row in read_jsonl(run.stage("prompts") / "train.jsonl")]
+    stage = open_training_stage(config, variant, seed, config_path=config_path)
+    if stage.done:
+        return stage.folder
+    state, name, reward_path, prompts = PartialState(), stage.name, stage.reward_path, stage.prompts
 
     # Load and check everything before the run folder exists, so a bad input leaves nothing behind.
     set_seed(seed)
@@ -112,8 +104,7 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
                          "per_device_train_batch_size x gradient_accumulation_steps x processes); raise "
                          "prompts.num_train or lower the batch size.")
 
-    folder = run.stage(name)
-    partial = folder.parent / f".{folder.name}.partial"
+    folder, partial = stage.folder, stage.partial
     if state.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -146,7 +137,7 @@ def train_variant(config: AlignConfig, variant: str, seed: int, *, config_path: 
                 "zero_stage": getattr(plugin, "zero_stage", None),
                 "final": final_values(frame, CURVES["ppo"]),
             })
-            finish_partial(partial, folder, stage_config)
+            finish_partial(partial, folder, stage.fingerprint)
     finally:
         if state.is_main_process and partial.exists():
             shutil.rmtree(partial, ignore_errors=True)  # an interrupted run leaves nothing that looks finished

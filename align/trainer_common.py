@@ -1,10 +1,12 @@
 """What PPO (:mod:`align.ppo`), GRPO and RLOO (:mod:`align.grpo_rloo`) share: the curves each algorithm plots, the
-metrics recorder and writer, bf16 resolution and the reward model loader."""
+stage set-up (:func:`open_training_stage`), the metrics recorder and writer, bf16 resolution and the reward model
+loader."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +15,17 @@ from transformers import TrainerCallback
 
 from align.config import AlignConfig
 from align.plots import plot_training_curves
+from align.stages import (
+    export_fingerprint,
+    is_done,
+    require_stage,
+    reward_source,
+    run_dir,
+    train_fingerprint,
+    training_stage,
+)
 from refine.distributed import use_cpu
-from refine.rundir import atomic_path
+from refine.rundir import RunDir, atomic_path, read_jsonl
 from reward.model import RewardModel
 
 logger = logging.getLogger(__name__)
@@ -79,3 +90,44 @@ def final_values(frame: pd.DataFrame, curves: Sequence[tuple[str, str]]) -> dict
         if key in frame and frame[key].notna().any():
             final[key] = float(frame[key].dropna().iloc[-1])
     return final
+
+
+@dataclass
+class TrainingStage:
+    """A training stage to run: where it goes, what decides it, its reward model and its training prompts."""
+
+    run: RunDir
+    name: str  # <algorithm>/<variant>/seed_<s>
+    fingerprint: dict
+    done: bool  # finished with this config: nothing to train (reward_path and prompts are not read)
+    reward_path: Path | None = None
+    prompts: list[str] | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.run.stage(self.name)
+
+    @property
+    def partial(self) -> Path:
+        """Where the stage is built; renamed to :attr:`folder` once complete."""
+        return self.folder.parent / f".{self.folder.name}.partial"
+
+
+def open_training_stage(config: AlignConfig, variant: str, seed: int, *, config_path: str | None = None
+                        ) -> TrainingStage:
+    """The stage of one variant and seed; ``done`` if it is finished with this config (a changed one is refused).
+
+    Otherwise also checks that the variant's reward model was exported with this config (unless given in
+    ``ppo.reward_models``) and reads the prompt split's training prompts.
+    """
+    run = run_dir(config)
+    name, fingerprint = training_stage(config, variant, seed), train_fingerprint(config, variant, seed)
+    if is_done(run, name, fingerprint, overwrite=config.overwrite_output_dir):
+        logger.info("%s: done already (same config), skipped", name)
+        return TrainingStage(run, name, fingerprint, done=True)
+    reward_path, _ = reward_source(config, variant)
+    if variant not in config.ppo.reward_models:
+        require_stage(run, f"reward/{reward_path.parent.name}", export_fingerprint(config, reward_path.parent.name),
+                      config_path=config_path)
+    prompts = [row["prompt"] for row in read_jsonl(run.stage("prompts") / "train.jsonl")]
+    return TrainingStage(run, name, fingerprint, done=False, reward_path=reward_path, prompts=prompts)
