@@ -28,7 +28,7 @@ demo: venv
 	$(PY) -m align pipeline --config configs/demo.yaml
 
 # The whole suite, slow tests included (DeepSpeed ZeRO-2/3 on CPU, the packaged SmolLM2 and its GGUF conversion):
-# about 5 minutes on 2 cores. `make test-fast` (or plain `pytest`) leaves the slow ones out.
+# about 8 minutes on 2 cores. `make test-fast` (or plain `pytest`) leaves the slow ones out.
 test: venv
 	$(PY) -m pytest -q -x -m "" --timeout 900
 
