@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +33,9 @@ from pathlib import Path
 from align.algorithms import LOGGING_KEYS
 from align.config import JUDGE, JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
 from refine.config import DataConfig, RefineConfig
-from refine.config_loading import config_from_dict, config_to_dict, data_dir, merge
+from refine.config_loading import config_from_dict, config_to_dict, data_dir, load_config, merge
 from refine.loop import refine_fingerprint
-from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fingerprint, write_json
+from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fingerprint, read_json, write_json
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
 MAKERS = {"refine": "pipeline", "reward": "pipeline", "prompts": "ppo", "reward_eval": "evaluate", "ppo": "ppo",
@@ -48,6 +49,9 @@ EXTRA_FLAGS = {"refine": " --stop_after export", "reward": " --stop_after export
 
 class MissingStageError(FileNotFoundError):
     """A stage's input (the output of an earlier stage) does not exist yet."""
+
+
+logger = logging.getLogger(__name__)
 
 
 def run_dir(config: AlignConfig) -> RunDir:
@@ -95,14 +99,41 @@ def policy_identity(config: AlignConfig) -> dict:
 
 
 def held_out_corpora(config: AlignConfig) -> dict[str, DataConfig]:
-    """Refine variants this run needs whose corpus has a prompt column → its data section: the evaluation prompts
-    exclude the prompts of its training split (:func:`align.prompts.reward_training_prompts`)."""
+    """Every corpus a reward or the judge of this run trained on that has a prompt column → its data section: the
+    evaluation prompts exclude the prompts of its training split (:func:`align.prompts.reward_training_prompts`).
+
+    Keys: the refine variants this run needs, and ``<variant or judge>:external`` for a silr export given by path
+    (``ppo.reward_models``, ``evaluate.judge``) whose refine run is still at hand (:func:`export_training_data`).
+    """
     corpora = {}
     for variant in needed_refine_variants(config):
         data = refine_variant_config(config, variant).data
         if data.prompt_column:
             corpora[variant] = data
+    external = dict(config.ppo.reward_models)
+    if config.evaluate.judge != JUDGE_REFINE_VARIANT:
+        external[JUDGE] = config.evaluate.judge
+    for name, path in external.items():
+        data = export_training_data(path)
+        if data is not None and data.prompt_column:
+            corpora[f"{name}:external"] = data
     return corpora
+
+
+def export_training_data(model_dir: str | os.PathLike) -> DataConfig | None:
+    """The data section of the refine run a silr export came from (its ``config.json`` names the run), or None for a
+    model without silr metadata or whose run folder is gone (then nothing can be held out from it: logged)."""
+    config_path = Path(model_dir) / "config.json"
+    source = read_json(config_path).get("silr", {}).get("source", {}) if config_path.is_file() else {}
+    run = source.get("run")
+    if not run:
+        return None
+    run_config = Path(run) / "config.yaml"
+    if not run_config.is_file():
+        logger.warning("%s was trained by the refine run %s, which is not here: evaluation prompts cannot be held out "
+                       "from its training split", model_dir, run)
+        return None
+    return load_config(RefineConfig, str(run_config)).data
 
 
 def prompts_fingerprint(config: AlignConfig) -> dict:

@@ -171,6 +171,48 @@ def test_prompts_a_reward_trained_on_are_held_out(make_config, pair_corpus):
         ensure_prompts(_load(path, "--refine.data.seed", "1"))
 
 
+def test_prompts_an_exported_reward_given_by_path_trained_on_are_held_out(make_config, pair_corpus, tiny_reward_dirs,
+                                                                          tmp_path, caplog):
+    """A silr export passed as ppo.reward_models names its refine run: that run's training prompts are held out too;
+    an export whose run folder is gone holds nothing out (and says so)."""
+    import shutil
+
+    import yaml
+
+    from align.prompts import ensure_prompts
+    from refine.config import DataConfig
+    from refine.corpus import load_corpus
+
+    run = tmp_path / "pair_run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": pair_corpus["data"]}))
+    external = tmp_path / "external_reward"
+    shutil.copytree(tiny_reward_dirs["iter1"], external)
+    model_config = json.loads((external / "config.json").read_text())
+    model_config["silr"]["source"]["run"] = str(run)
+    (external / "config.json").write_text(json.dumps(model_config))
+
+    harmful, safe = pair_corpus["harmful"], pair_corpus["safe"]
+    config, path = make_config(**{"prompts.eval_sources": [harmful], "prompts.safe_eval_sources": [safe],
+                                  "prompts.num_eval_per_source": 100, "ppo.reward_models": {"ours_50": str(external)}})
+    folder = ensure_prompts(_load(path))
+    corpus = load_corpus(DataConfig(**pair_corpus["data"]))
+    trained = set(corpus.loc[corpus["split"] == "train", "prompt"])
+    assert sorted(r["prompt"] for r in _eval_rows(folder)) == sorted(set(pair_corpus["prompts"]) - trained)
+    held = json.loads((folder / "split.json").read_text())["held_out_from_rewards"]
+    assert held["refine_variants"] == ["ours_50:external"] and held["dropped"] == 18
+
+    shutil.rmtree(run)  # the run folder is gone: nothing can be held out, and a new prompt split says so
+    config, path = make_config(**{"prompts.eval_sources": [harmful], "prompts.safe_eval_sources": [safe],
+                                  "prompts.num_eval_per_source": 100, "ppo.reward_models": {"ours_50": str(external)},
+                                  "name": "gone", "output_dir": str(tmp_path / "gone")})
+    with caplog.at_level("WARNING", logger="align.stages"):
+        folder = ensure_prompts(_load(path))
+    assert len(_eval_rows(folder)) == 30
+    assert "cannot be held out" in caplog.text and str(run) in caplog.text
+    assert json.loads((folder / "split.json").read_text())["held_out_from_rewards"]["dropped"] == 0
+
+
 def test_with_an_xstest_refine_corpus_only_its_test_prompts_are_evaluated(make_config):
     from align.prompts import ensure_prompts
     from refine.config import DataConfig
