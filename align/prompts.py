@@ -287,7 +287,7 @@ def reward_training_prompts(config) -> dict[str, list[str]]:
     are read, each with refine's own loader (the same seeded split). ``config`` is an ``AlignConfig``.
     """
     prompts, loaded = {}, {}
-    for variant, data in held_out_corpora(config).items():
+    for variant, data in held_out_corpora(config, warn=True).items():
         pairs = bool(data.prompt_column and data.response_column)  # load_corpus keeps `prompt` for pairs
         column = "prompt" if pairs else data.prompt_column
         key = json.dumps(dataclasses.asdict(data), sort_keys=True, default=str)

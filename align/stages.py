@@ -98,12 +98,14 @@ def policy_identity(config: AlignConfig) -> dict:
     return policy
 
 
-def held_out_corpora(config: AlignConfig) -> dict[str, DataConfig]:
+def held_out_corpora(config: AlignConfig, *, warn: bool = False) -> dict[str, DataConfig]:
     """Every corpus a reward or the judge of this run trained on that has a prompt column → its data section: the
     evaluation prompts exclude the prompts of its training split (:func:`align.prompts.reward_training_prompts`).
 
     Keys: the refine variants this run needs, and ``<variant or judge>:external`` for a silr export given by path
     (``ppo.reward_models``, ``evaluate.judge``) whose refine run is still at hand (:func:`export_training_data`).
+    ``warn``: log each such export whose run folder is gone (once, when the prompt split is built; every stage's
+    fingerprint reads this too).
     """
     corpora = {}
     for variant in needed_refine_variants(config):
@@ -114,15 +116,16 @@ def held_out_corpora(config: AlignConfig) -> dict[str, DataConfig]:
     if config.evaluate.judge != JUDGE_REFINE_VARIANT:
         external[JUDGE] = config.evaluate.judge
     for name, path in external.items():
-        data = export_training_data(path)
+        data = export_training_data(path, warn=warn)
         if data is not None and data.prompt_column:
             corpora[f"{name}:external"] = data
     return corpora
 
 
-def export_training_data(model_dir: str | os.PathLike) -> DataConfig | None:
+def export_training_data(model_dir: str | os.PathLike, *, warn: bool = False) -> DataConfig | None:
     """The data section of the refine run a silr export came from (its ``config.json`` names the run), or None for a
-    model without silr metadata or whose run folder is gone (then nothing can be held out from it: logged)."""
+    model without silr metadata or whose run folder is gone (then nothing can be held out from it: logged if
+    ``warn``)."""
     config_path = Path(model_dir) / "config.json"
     source = read_json(config_path).get("silr", {}).get("source", {}) if config_path.is_file() else {}
     run = source.get("run")
@@ -130,8 +133,9 @@ def export_training_data(model_dir: str | os.PathLike) -> DataConfig | None:
         return None
     run_config = Path(run) / "config.yaml"
     if not run_config.is_file():
-        logger.warning("%s was trained by the refine run %s, which is not here: evaluation prompts cannot be held out "
-                       "from its training split", model_dir, run)
+        if warn:
+            logger.warning("%s was trained by the refine run %s, which is not here: evaluation prompts cannot be held "
+                           "out from its training split", model_dir, run)
         return None
     return load_config(RefineConfig, str(run_config)).data
 

@@ -68,6 +68,20 @@ def make_config(tmp_path, tiny_llama_dir, tiny_reward_dirs, train_prompts_file):
     return make
 
 
+@pytest.fixture
+def policy_without_chat_template(tmp_path, tiny_llama_dir) -> Path:
+    """A copy of the tiny policy whose tokenizer has no chat template (prompts go in as plain text)."""
+    import shutil
+
+    folder = tmp_path / "no_template"
+    shutil.copytree(tiny_llama_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    settings.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def pair_corpus(tmp_path_factory) -> dict:
     """A refine corpus of prompt/response pairs on the prompts of two evaluation files.

@@ -100,20 +100,11 @@ class RecordingReward(align.grpo_rloo.RawPromptSafetyReward):
 
 
 @pytest.mark.parametrize("chat_template", [True, False], ids=["chat", "plain"])
-def test_reward_reads_the_raw_prompt_and_the_decoded_completion(chat_template, make_config, tmp_path,
-                                                                tiny_llama_dir, tiny_reward_dirs, monkeypatch):
-    import shutil
-
+def test_reward_reads_the_raw_prompt_and_the_decoded_completion(chat_template, make_config, tiny_llama_dir,
+                                                                tiny_reward_dirs, monkeypatch, request):
     from reward.model import RewardModel
 
-    policy_dir = tiny_llama_dir
-    if not chat_template:
-        policy_dir = tmp_path / "no_template"
-        shutil.copytree(tiny_llama_dir, policy_dir)
-        (policy_dir / "chat_template.jinja").unlink(missing_ok=True)
-        settings = json.loads((policy_dir / "tokenizer_config.json").read_text())
-        settings.pop("chat_template", None)
-        (policy_dir / "tokenizer_config.json").write_text(json.dumps(settings))
+    policy_dir = tiny_llama_dir if chat_template else request.getfixturevalue("policy_without_chat_template")
     config, path = group_config(make_config, "grpo", **{"policy.model_name_or_path": str(policy_dir),
                                                         "grpo.max_steps": 1})
     RecordingReward.calls = []

@@ -81,15 +81,7 @@ def test_reward_model_of_unknown_direction_is_refused(make_config, plain_classif
     assert (_stage(config) / "policy").is_dir()
 
 
-def test_policy_without_chat_template_trains_on_plain_text(make_config, tmp_path, tiny_llama_dir, caplog):
-    import shutil
-
-    folder = tmp_path / "no_template"
-    shutil.copytree(tiny_llama_dir, folder)
-    (folder / "chat_template.jinja").unlink(missing_ok=True)
-    settings = json.loads((folder / "tokenizer_config.json").read_text())
-    settings.pop("chat_template", None)
-    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
-    config, path = make_config(**{"policy.model_name_or_path": str(folder)})
+def test_policy_without_chat_template_trains_on_plain_text(make_config, policy_without_chat_template, caplog):
+    config, path = make_config(**{"policy.model_name_or_path": str(policy_without_chat_template)})
     assert main(["ppo", "--config", path]) == 0
     assert "no chat template: prompts are given as plain text" in caplog.text
