@@ -115,8 +115,8 @@ def trainer_arguments(config: AlignConfig, output_dir: Path, *, seed: int):
         output_dir=str(output_dir), seed=seed, **passed, max_steps=settings.max_steps or -1,
         # gradient_checkpointing is the deprecated (warning) alias of activation_checkpointing in transformers 5.24.
         activation_checkpointing=settings.gradient_checkpointing,
-        bf16=use_bf16(settings.bf16, f"{name}.bf16"), fp16=False, use_cpu=use_cpu(), save_strategy="no", model_init_kwargs={"dtype": config.policy.dtype},
-        trust_remote_code=config.policy.trust_remote_code,
+        bf16=use_bf16(settings.bf16, f"{name}.bf16"), fp16=False, use_cpu=use_cpu(), save_strategy="no",
+        model_init_kwargs={"dtype": config.policy.dtype}, trust_remote_code=config.policy.trust_remote_code,
     )
 
 

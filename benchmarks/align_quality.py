@@ -40,18 +40,6 @@ METRICS = (("unsafe_fraction", "judged unsafe (harmful)", "{:.1%}"), ("refusal_f
            ("kl_mean", "KL to SFT", "{:.3f}"), ("length_mean", "answer tokens", "{:.1f}"))
 
 
-def per_seed(run: Path, variants: list[str], seeds: list[int]) -> dict[str, list[dict]]:
-    """Each variant's evaluate summaries, one per seed."""
-    return {v: [read_json(run / "evaluate" / v / f"seed_{s}" / "summary.json") for s in seeds] for v in variants}
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    import numpy as np
-
-    array = np.array([v for v in values if v is not None], dtype=float)
-    return (float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0) if array.size else (None, None)
-
-
 def verdict(stats: dict, key: str, ours: str, other: str) -> str:
     """Whether ``ours`` is below ``other`` on ``key`` by more than the spread over seeds."""
     (m1, s1), (m2, s2) = stats[ours][key], stats[other][key]
@@ -83,10 +71,10 @@ def main() -> int:
     if code:
         return code
     run = ROOT / "runs" / args.name
-    summary = read_json(run / "report" / "summary.json")
-    variants, seeds = summary["variants"], summary["seeds"]
-    runs = per_seed(run, variants, seeds)
-    stats = {v: {key: mean_std([s.get(key) for s in rows]) for key, _, _ in METRICS} for v, rows in runs.items()}
+    summary = read_json(run / "report" / "summary.json")  # the report's mean and std (ddof=1) over seeds
+    variants, seeds, runs = summary["variants"], summary["seeds"], summary["per_seed"]
+    stats = {v: {key: (row.get(f"{key}_mean"), row.get(f"{key}_std")) for key, _, _ in METRICS}
+             for v, row in summary["per_variant"].items()}
     lines = ["| variant | " + " | ".join(title for _, title, _ in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
     for variant in variants:
         cells = []
