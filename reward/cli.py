@@ -1,5 +1,5 @@
-"""`python -m reward export|score|serve|evaluate`: export a refine run as a reward model, score texts, serve rewards,
-evaluate a reward model."""
+"""`python -m reward export|score|serve|evaluate|train-pairs`: export a refine run as a reward model, score texts, serve
+rewards, evaluate a reward model, train one on preference pairs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="python -m reward",
         description="Reward models from refined safety classifiers. Rewards are -unsafe_logit: higher means safer.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{export,score,serve,evaluate}")
+    commands = parser.add_subparsers(dest="command", metavar="{export,score,serve,evaluate,train-pairs}")
 
     export = commands.add_parser("export", help="Export a refine run's classifier as a Hugging Face reward model.")
     export.add_argument("--run", required=True, help="Run directory made by `python -m refine` (runs/<name>).")
@@ -55,7 +55,53 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--policy-tokenizer", default=None,
                        help="Policy tokenizer folder: parse its chat markup in queries and apply the reward template.")
     _add_evaluate_parser(commands)
+    _add_train_pairs_parser(commands)
     return parser
+
+
+def _add_train_pairs_parser(commands) -> None:
+    train = commands.add_parser(
+        "train-pairs", help="Train a reward model on preference pairs (TRL RewardTrainer): a judge or a baseline.",
+        description="Bradley-Terry reward model on chosen/rejected pairs, split by prompt; writes a silr reward model "
+        "folder (safetensors, `silr` block, model card) and held_out_pairs.jsonl.")
+    train.add_argument("--pairs", required=True, metavar="PATH",
+                       help="HH-RLHF transcripts (chosen, rejected) or prompt/chosen/rejected rows (.jsonl/.csv[.gz]).")
+    train.add_argument("--out", required=True, help="Folder to create (must not exist, or be empty).")
+    train.add_argument("--overwrite", action="store_true", help="Replace --out if it is an earlier silr reward model.")
+    train.add_argument("--model", default="minilm", help="Base model: an alias (minilm) or a local folder.")
+    train.add_argument("--max-length", type=int, default=128, help="Tokens per prompt + answer text (default 128).")
+    train.add_argument("--held-out-fraction", type=float, default=0.2,
+                       help="Share of the prompts held out for evaluation (default 0.2; 0: none).")
+    train.add_argument("--max-pairs", type=int, default=None, metavar="N", help="Seeded sample of at most N pairs.")
+    train.add_argument("--column", action="append", default=[], type=_column_rename, metavar="ROLE=NAME",
+                       help="Read ROLE (prompt, chosen, rejected) from column NAME; repeatable.")
+    train.add_argument("--epochs", type=float, default=2.0, help="Passes over the training pairs (default 2).")
+    train.add_argument("--learning-rate", type=float, default=5e-5, help="AdamW learning rate (default 5e-5).")
+    train.add_argument("--batch-size", type=int, default=16, help="Pairs per step (default 16).")
+    train.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU, or a CPU with AVX512-BF16).")
+    train.add_argument("--gradient-checkpointing", action="store_true",
+                       help="Recompute activations in the backward pass: less memory, ~30%% more compute.")
+    train.add_argument("--seed", type=int, default=0, help="Seed of the split, the sample and training (default 0).")
+    train.add_argument("--trust-remote-code", action="store_true", help="Run the base model's own code (off).")
+
+
+def run_train_pairs(args: argparse.Namespace) -> str:
+    from reward.config import PairTrainingConfig
+    from reward.pairs_training import HELD_OUT_FILE, train_pairs_reward
+
+    if not Path(args.pairs).is_file():
+        raise FileNotFoundError(f"--pairs {args.pairs} not found; pass a JSONL or CSV file of preference pairs.")
+    config = PairTrainingConfig(
+        pairs=args.pairs, model_name_or_path=args.model, max_length=args.max_length,
+        held_out_fraction=args.held_out_fraction, max_pairs=args.max_pairs, columns=dict(args.column),
+        num_train_epochs=args.epochs, learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size,
+        bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, trust_remote_code=args.trust_remote_code)
+    summary = train_pairs_reward(config, args.out, overwrite=args.overwrite)
+    held = summary.get("held_out_accuracy")
+    return (f"reward model: {args.out} ({summary['train_pairs']} training pairs, accuracy {summary['train_accuracy']:.3f}; "
+            + ("no held-out pairs" if held is None else
+               f"{summary['held_out_pairs']} held-out pairs ({Path(args.out) / HELD_OUT_FILE}), accuracy {held:.3f}")
+            + f"; threshold {summary['threshold']:.3f}; {summary['seconds']:.0f} s)")
 
 
 def _add_evaluate_parser(commands) -> None:
@@ -283,6 +329,8 @@ def run_command(args: argparse.Namespace) -> str | None:
         return run_score(args)
     if args.command == "evaluate":
         return run_evaluate(args)
+    if args.command == "train-pairs":
+        return run_train_pairs(args)
     run_serve(args)
     return None
 
@@ -291,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        return usage_error(parser, "choose a command: export, score, serve or evaluate (see --help)")
+        return usage_error(parser, "choose a command: export, score, serve, evaluate or train-pairs (see --help)")
     from refine.distributed import launched_rank, multi_process_refusal
 
     refusal = multi_process_refusal("reward", args.command)

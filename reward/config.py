@@ -98,6 +98,44 @@ def check_template(template: str) -> None:
 
 
 @dataclass
+class PairTrainingConfig:
+    """``python -m reward train-pairs``: a reward model trained on preference pairs (:mod:`reward.pairs_training`)."""
+
+    pairs: str = field(metadata={"help": "Preference pairs: HH-RLHF transcripts or prompt/chosen/rejected rows."})
+    model_name_or_path: str = field(default="minilm", metadata={"help": "Base model: an alias (minilm) or a folder."})
+    max_length: int = field(default=128, metadata={"help": "Tokens per prompt + answer text (right truncation)."})
+    template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "How a prompt and an answer become one text."})
+    held_out_fraction: float = field(default=0.2, metadata={"help": "Share of the prompts held out (0: none)."})
+    max_pairs: int | None = field(default=None, metadata={"help": "Seeded sample of at most this many pairs."})
+    columns: dict[str, str] = field(default_factory=dict, metadata={"help": "Column renames by role."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training pairs."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs per step and device."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Share of the steps with a linear warm-up."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (GPU, or a CPU with AVX512-BF16)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (less memory)."})
+    logging_steps: int = field(default=20, metadata={"help": "Steps between loss and accuracy logs."})
+    seed: int = field(default=0, metadata={"help": "Seed of the split, the sample, the head and the data order."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run the base model's own code (off)."})
+
+    def __post_init__(self):
+        check_template(self.template)
+        if not 0.0 <= self.held_out_fraction < 1.0:
+            raise ValueError(f"held_out_fraction={self.held_out_fraction} must lie in [0, 1), e.g. 0.2.")
+        for name in ("max_length", "per_device_train_batch_size", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive.")
+        if self.max_pairs is not None and self.max_pairs < 2:
+            raise ValueError(f"max_pairs={self.max_pairs} must be at least 2 (or unset for all pairs).")
+        if self.num_train_epochs <= 0 or self.learning_rate <= 0:
+            raise ValueError(f"num_train_epochs={self.num_train_epochs} and learning_rate={self.learning_rate} must "
+                             "be positive.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} must lie in [0, 1).")
+
+
+@dataclass
 class ServerConfig:
     """Limits of ``python -m reward serve``: every request beyond them is refused with a JSON error, never run."""
 

@@ -136,7 +136,8 @@ def negate_output_layer(model, family: str) -> None:
             layer.bias.neg_()
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Raise ValueError unless ``out`` is absent, empty, or (with ``overwrite``) a silr reward model folder."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -149,6 +150,26 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if not (config.is_file() and METADATA_KEY in read_json(config)):
         # Never delete a folder silr did not make, even when asked to overwrite.
         raise ValueError(f"{out} is not a silr reward model folder, so --overwrite will not replace it; choose another --out.")
+
+
+def save_reward_folder(model, tokenizer, metadata: RewardMetadata, folder: Path, *, card: str) -> None:
+    """Write a one-logit reward model (higher means safer) with its ``silr`` block, tokenizer and model card into
+    ``folder``: safetensors only (anything else is an error), right padding and truncation at ``max_length``."""
+    config = model.config
+    config.id2label, config.label2id = {0: "safe"}, {"safe": 0}
+    config.problem_type = "regression"
+    config.pad_token_id = tokenizer.pad_token_id
+    setattr(config, METADATA_KEY, metadata.to_dict())
+    tokenizer.model_max_length = metadata.max_length
+    tokenizer.truncation_side = "right"
+    tokenizer.padding_side = "right"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    pickles = [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
+    safetensors = any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
+    if pickles or not safetensors:
+        raise ValueError(f"save_pretrained wrote {pickles or 'no safetensors'}; upgrade transformers and re-export.")
+    write_text(folder / "README.md", card)
 
 
 def export_reward_model(
@@ -175,7 +196,7 @@ def export_reward_model(
     """
     run = Path(run_dir)
     out = Path(out_dir)
-    _check_out(out, overwrite)
+    check_output_folder(out, overwrite)
     k = resolve_iteration(run, iteration)
     iter_dir = run / "refine" / f"iter_{k}"
     model, tokenizer, meta = _quiet_load(iter_dir / "classifier", trust_remote_code=trust_remote_code)
@@ -188,23 +209,8 @@ def export_reward_model(
         source={"run": str(run.resolve()), "iteration": k, "base_model": meta.model_name_or_path, "family": meta.family,
                 "iteration_selection": str(iteration).strip().lower()},
     )
-    config = model.config
-    config.id2label, config.label2id = {0: "safe"}, {"safe": 0}
-    config.problem_type = "regression"
-    config.pad_token_id = tokenizer.pad_token_id
-    setattr(config, METADATA_KEY, metadata.to_dict())
-    tokenizer.model_max_length = meta.max_length
-    tokenizer.truncation_side = "right"
-    tokenizer.padding_side = "right"
-
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        pickles = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
-        safetensors = any((tmp / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
-        if pickles or not safetensors:
-            raise ValueError(f"save_pretrained wrote {pickles or 'no safetensors'}; upgrade transformers and re-export.")
-        write_text(tmp / "README.md", render_model_card(run, k, metadata))
+        save_reward_folder(model, tokenizer, metadata, tmp, card=render_model_card(run, k, metadata))
     logger.info("exported iteration %d of %s to %s (reward = -unsafe_logit; mean %.3f, std %.3f over %d training texts)",
                 k, run, out, calibration.mean, calibration.std, calibration.n)
     return out
