@@ -48,11 +48,12 @@ import pandas as pd
 
 from align.config import PromptsConfig
 from align.policy import prompt_length_check
-from align.stages import building, held_out_corpora, is_done, prompts_fingerprint, run_dir
+from align.stages import building, held_out_corpora, held_out_pair_models, is_done, prompts_fingerprint, run_dir
 from refine.config_loading import data_dir
 from refine.corpus import load_corpus
 from refine.errors import SilrError, one_line
 from refine.rundir import atomic_path, write_json
+from reward.pairs_training import training_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +285,9 @@ def reward_training_prompts(config) -> dict[str, list[str]]:
     """Refine variant → the prompts its classifier trained on: the training-split rows of its corpus.
 
     Only the refine variants this run needs (:func:`align.stages.held_out_corpora`: a corpus with a prompt column)
-    are read, each with refine's own loader (the same seeded split). ``config`` is an ``AlignConfig``.
+    are read, each with refine's own loader (the same seeded split). A reward model given by path that was trained
+    on preference pairs (:func:`align.stages.held_out_pair_models`) adds its training pairs' prompts.
+    ``config`` is an ``AlignConfig``.
     """
     prompts, loaded = {}, {}
     for variant, data in held_out_corpora(config, warn=True).items():
@@ -295,6 +298,8 @@ def reward_training_prompts(config) -> dict[str, list[str]]:
             corpus = load_corpus(data, extra_columns=() if pairs else (data.prompt_column,))
             loaded[key] = corpus.loc[corpus["split"] == "train", column].astype(str).tolist()
         prompts[variant] = loaded[key]
+    for name, source in held_out_pair_models(config).items():
+        prompts[name] = training_prompts(source)
     return prompts
 
 

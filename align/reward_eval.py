@@ -48,6 +48,7 @@ from refine.rundir import atomic_path, read_json, write_json, write_text
 from reward.evaluate import evaluate_reward_model, evaluation_markdown, with_evaluation_section
 from reward.evaluation_data import load_pairs, load_refine_run
 from reward.model import RewardModel
+from reward.pairs_training import held_out_pairs, pairs_source
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,12 @@ def load_suites(config: AlignConfig, target: RewardTarget) -> list:
         if not pairs.is_file():
             raise FileNotFoundError(f"preference pairs {pairs} not found; set evaluate.reward_pairs to "
                                     "hh_rlhf_harmless_test (with $SILR_DATA_DIR), to a pairs file, or to null.")
+        sample = {"max_pairs": config.evaluate.reward_max_pairs, "seed": REWARD_EVAL_BOOTSTRAP["seed"]}
+        source = pairs_source(target.path) if target.refine_variant is None else None
         try:
-            suites.append(load_pairs(pairs, max_pairs=config.evaluate.reward_max_pairs,
-                                     seed=REWARD_EVAL_BOOTSTRAP["seed"]))
+            # A model trained on these very pairs (reward train-pairs) is evaluated on its held-out prompts' pairs.
+            held_out = held_out_pairs(source, pairs, **sample) if source else None
+            suites.append(held_out or load_pairs(pairs, **sample))
         except ValueError as err:
             raise ValueError(f"evaluate.reward_pairs: {one_line(err)}") from err
     return suites

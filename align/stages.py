@@ -36,6 +36,7 @@ from refine.config import DataConfig, RefineConfig
 from refine.config_loading import config_from_dict, config_to_dict, data_dir, load_config, merge
 from refine.loop import refine_fingerprint
 from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fingerprint, read_json, write_json
+from reward.pairs_training import PAIR_SPLIT_KEYS, pairs_source
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
 MAKERS = {"refine": "pipeline", "reward": "pipeline", "prompts": "ppo", "reward_eval": "evaluate", "ppo": "ppo",
@@ -112,14 +113,26 @@ def held_out_corpora(config: AlignConfig, *, warn: bool = False) -> dict[str, Da
         data = refine_variant_config(config, variant).data
         if data.prompt_column:
             corpora[variant] = data
-    external = dict(config.ppo.reward_models)
-    if config.evaluate.judge != JUDGE_REFINE_VARIANT:
-        external[JUDGE] = config.evaluate.judge
-    for name, path in external.items():
+    for name, path in external_models(config).items():
         data = export_training_data(path, warn=warn)
         if data is not None and data.prompt_column:
             corpora[f"{name}:external"] = data
     return corpora
+
+
+def external_models(config: AlignConfig) -> dict[str, str]:
+    """The reward models given by path: ``ppo.reward_models`` by variant, and the judge (``evaluate.judge``)."""
+    external = dict(config.ppo.reward_models)
+    if config.evaluate.judge != JUDGE_REFINE_VARIANT:
+        external[JUDGE] = config.evaluate.judge
+    return external
+
+
+def held_out_pair_models(config: AlignConfig) -> dict[str, dict]:
+    """``<variant or judge>:external`` → the ``silr.source`` of every reward model given by path that was trained on
+    preference pairs (``reward train-pairs``): the evaluation prompts exclude its training pairs' prompts."""
+    sources = {f"{name}:external": pairs_source(path) for name, path in external_models(config).items()}
+    return {name: source for name, source in sources.items() if source is not None}
 
 
 def export_training_data(model_dir: str | os.PathLike, *, warn: bool = False) -> DataConfig | None:
@@ -144,8 +157,13 @@ def prompts_fingerprint(config: AlignConfig) -> dict:
     policy = policy_identity(config)
     tokenizer_keys = ("model_name_or_path", "gguf_file", "pad_token", "system_prompt", "plain_prompt_template")
     held_out = {v: dataclasses.asdict(data) for v, data in held_out_corpora(config).items()}
-    return {"prompts": dataclasses.asdict(config.prompts), "policy": {k: policy[k] for k in tokenizer_keys},
-            "held_out_from": held_out}
+    fingerprint = {"prompts": dataclasses.asdict(config.prompts), "policy": {k: policy[k] for k in tokenizer_keys},
+                   "held_out_from": held_out}
+    pair_models = held_out_pair_models(config)
+    if pair_models:  # only then: runs made before pairs-trained models existed keep their fingerprint
+        fingerprint["held_out_from_pairs"] = {name: {k: source.get(k) for k in PAIR_SPLIT_KEYS}
+                                              for name, source in pair_models.items()}
+    return fingerprint
 
 
 def reward_source(config: AlignConfig, variant: str) -> tuple[Path, dict]:

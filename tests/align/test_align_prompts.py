@@ -213,6 +213,39 @@ def test_prompts_an_exported_reward_given_by_path_trained_on_are_held_out(make_c
     assert json.loads((folder / "split.json").read_text())["held_out_from_rewards"]["dropped"] == 0
 
 
+def test_a_judge_trained_on_preference_pairs_holds_out_its_prompts_and_is_evaluated_on_its_held_out_pairs(
+        make_config, pair_corpus, tiny_bert_dir, tmp_path):
+    """`reward train-pairs` records its pairs and split: the judge's training prompts leave the evaluation prompts,
+    and the reward evaluation reads only its held-out pairs of the same file."""
+    from align.prompts import ensure_prompts
+    from align.reward_eval import load_suites
+    from align.stages import JUDGE, reward_targets
+    from reward.cli import main as reward_main
+    from reward.pairs_training import pairs_source, split_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": p, "chosen": "I can't help with that.", "rejected": "Sure, here."})
+                             + "\n" for p in pair_corpus["prompts"][:20]))  # the harmful prompts
+    judge = tmp_path / "pairs_judge"
+    assert reward_main(["train-pairs", "--pairs", str(pairs), "--out", str(judge), "--model", tiny_bert_dir,
+                        "--max-length", "32", "--epochs", "1", "--held-out-fraction", "0.3"]) == 0
+    trained, held = split_pairs(pairs_source(judge))
+    assert trained.prompts and held.prompts
+
+    harmful, safe = pair_corpus["harmful"], pair_corpus["safe"]
+    config, path = make_config(**{"prompts.eval_sources": [harmful], "prompts.safe_eval_sources": [safe],
+                                  "prompts.num_eval_per_source": 100, "evaluate.judge": str(judge),
+                                  "evaluate.reward_pairs": str(pairs)})
+    folder = ensure_prompts(_load(path))
+    assert sorted(r["prompt"] for r in _eval_rows(folder)) == sorted(set(pair_corpus["prompts"]) - set(trained.prompts))
+    record = json.loads((folder / "split.json").read_text())["held_out_from_rewards"]
+    assert "judge:external" in record["refine_variants"] and record["dropped"] == len(trained.prompts)
+
+    target = next(t for t in reward_targets(_load(path)) if t.name == JUDGE)
+    (suite,) = load_suites(_load(path), target)
+    assert sorted(suite.prompts) == sorted(held.prompts)
+
+
 def test_with_an_xstest_refine_corpus_only_its_test_prompts_are_evaluated(make_config):
     from align.prompts import ensure_prompts
     from refine.config import DataConfig
