@@ -26,7 +26,7 @@ import pandas as pd
 from align.config import JUDGE, SFT, AlignConfig
 from align.plots import plot_bars, plot_reward_distributions, plot_training_curves
 from align.reward_eval import load_reward_evaluations
-from align.reward_summary import headline, reward_reading
+from align.reward_summary import headline, policy_refusal_aucs, reward_reading
 from align.stages import (
     REWARD_EVAL_BOOTSTRAP,
     REWARD_PAIR_SETS,
@@ -206,8 +206,9 @@ def _number(value, pattern: str = "{:.3f}") -> str:
     return "–" if value is None else pattern.format(value)
 
 
-def _reward_section(config: AlignConfig, evaluations: dict[str, dict]) -> tuple[Section, dict]:
-    """The reward-model table (one row per training reward, then the judge) and the numbers behind it."""
+def _reward_section(config: AlignConfig, evaluations: dict[str, dict], sft_rows: list[dict]) -> tuple[Section, dict]:
+    """The reward-model table (one row per training reward, then the judge) and the numbers behind it; ``sft_rows``:
+    the SFT policy's answers (every seed; none when sft is not a variant)."""
     pairs = config.evaluate.reward_pairs
     pairs_label = "HH-RLHF harmless pairs" if pairs in REWARD_PAIR_SETS else "preference pairs"
     level = f"{REWARD_EVAL_BOOTSTRAP['confidence']:.0%}"
@@ -219,22 +220,30 @@ def _reward_section(config: AlignConfig, evaluations: dict[str, dict]) -> tuple[
                  "P(reward(refusal) > reward(helpful answer)) (over-refusal: lower = better, 0.5 = no preference). "
                  "ROC-AUC ranks unsafe answers (or texts) below safe ones; accuracy is at the exported threshold (the "
                  "judge's: the one this evaluation uses). Pairwise accuracy is the share of pairs whose chosen (more "
-                 f"harmless) answer gets the higher reward, with its {level} bootstrap interval.")
+                 f"harmless) answer gets the higher reward, with its {level} bootstrap interval. The last column is "
+                 "on the answers of the policy being aligned: how each model ranks the SFT policy's refusals (keyword "
+                 "detector) above its other answers to the held-out harmful prompts, every seed pooled; a reward "
+                 "below 0.5 there pushes the policy away from refusing, whatever it scores on its test split.")
+    on_policy = policy_refusal_aucs(sft_rows, JUDGE)
     numbers, rows = {}, []
     for target in reward_targets(config):
         results = evaluations[target.name]
+        policy = on_policy.get(target.name, {})
         numbers[target.name] = {"path": str(target.path), "refine_variant": target.refine_variant,
-                                **headline(results)}
+                                **headline(results), "policy_refusal_auc": policy.get("auc"),
+                                "policy_refusals": policy.get("refusals"), "policy_answers": policy.get("n")}
         h = numbers[target.name]
         label = "judge (never used in training)" if target.name == JUDGE else f"{target.name} (training reward)"
         origin = f"refine/{target.refine_variant}" if target.refine_variant else str(target.path)
         interval = (f"{h['pairs_accuracy']:.3f} [{h['pairs_ci'][0]:.3f}, {h['pairs_ci'][1]:.3f}]"
                     if h["pairs_ci"] is not None else "–")
         rows.append([label, origin, _number(h["unsafe_prompt_auc"]), _number(h["safe_prompt_auc"]),
-                     _number(h["answer_roc_auc"]), _number(h["accuracy"]), interval, _number(h["pairs_n"], "{}")])
+                     _number(h["answer_roc_auc"]), _number(h["accuracy"]), interval, _number(h["pairs_n"], "{}"),
+                     "–" if not policy else f"{_number(policy['auc'])} ({policy['refusals']} of {policy['n']})"])
     section.table(["reward model", "from", "unsafe prompts: AUC refusal > compliance ↑",
                    "safe prompts: AUC refusal > helpful ↓", "test split: answer ROC-AUC ↑",
-                   "test split: accuracy at threshold", f"{pairs_label}: accuracy [{level} interval]", "pairs n"], rows)
+                   "test split: accuracy at threshold", f"{pairs_label}: accuracy [{level} interval]", "pairs n",
+                   "SFT's answers: AUC refusal > other ↑ (refusals of answers)"], rows)
     reading = reward_reading(numbers)
     section.text(reading)
     return section, {"per_model": numbers, "reading": reading}
@@ -313,7 +322,8 @@ def build_report(config: AlignConfig, out: Path, loaded: dict, reward_evaluation
     split_path = Path(config.output_dir) / "prompts" / "split.json"
     split = read_json(split_path) if split_path.is_file() else None
     overview = _overview_section(config, table, loaded, threshold, split)
-    reward_section, reward_summary = _reward_section(config, reward_evaluations)
+    sft_rows = [row for _, _, samples in loaded.get(SFT, []) for row in samples]
+    reward_section, reward_summary = _reward_section(config, reward_evaluations, sft_rows)
     sections = [overview, reward_section, _figure_section(out), _cross_section(config, table),
                 _training_section(config, out, curves, train_records), _refine_section(config, out),
                 _samples_section(config, loaded)]

@@ -150,6 +150,12 @@ def test_reward_models_section_follows_the_policy_results(report_dir):
     assert summary["reward_models"]["judge"]["pairs_accuracy"] == 0.0 and summary["reward_models"]["judge"][
         "pairs_n"] == 8
     assert summary["reward_reading"] in markdown
+    # On the SFT policy's own answers (both seeds pooled: 60 harmful prompts, every other one a refusal), the judge and
+    # ours_50 score each answer alike (the fixture gives both the same value), so they rank them alike.
+    ours, judge = summary["reward_models"]["ours_50"], summary["reward_models"]["judge"]
+    assert (ours["policy_refusals"], ours["policy_answers"]) == (30, 60)
+    assert ours["policy_refusal_auc"] == judge["policy_refusal_auc"] is not None
+    assert f"| {ours['policy_refusal_auc']:.3f} (30 of 60) |" in markdown
     page = (report_dir / "report.html").read_text()
     assert page.index('<section id="summary">') < page.index('<section id="reward-models">') < page.index(
         '<section id="judge-distribution">')
