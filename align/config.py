@@ -23,11 +23,13 @@ from typing import Literal
 
 from align.algorithms import ALGORITHMS, SHARED_PPO_KEYS, GRPOSettings, RLOOSettings
 from refine.config import RefineConfig
+from reward.config import PairTrainingConfig
 
 SFT = "sft"
 # Policy variant → refine variant whose exported classifier is its training reward.
 VARIANT_REWARDS = {"vanilla_rlaif": "pn", "ours_oracle": "oracle", "ours_50": "labels50"}
 JUDGE_REFINE_VARIANT = "gold"
+JUDGE_PAIRS = "pairs"  # evaluate.judge: a reward model the pipeline trains on preference pairs (evaluate.judge_pairs)
 # Refine variant → overrides of the shared refine section (the pipeline applies these, then refine_overrides).
 REFINE_VARIANTS = {
     "pn": {"train": {"loss": "pn"}, "loop": {"iterations": 1}},
@@ -237,6 +239,17 @@ class PPOSettings:
 
 
 @dataclass
+class JudgePairsConfig(PairTrainingConfig):
+    """``evaluate.judge_pairs``: ``python -m reward train-pairs`` settings of a judge the pipeline trains."""
+
+    pairs: str = field(
+        default="hh_rlhf_harmless_test",
+        metadata={"help": "hh_rlhf_harmless_test (the HH-RLHF harmless test pairs under the data directory) or a "
+                  ".jsonl/.csv file of HH-RLHF transcripts or of prompt, chosen, rejected."},
+    )
+
+
+@dataclass
 class EvaluateConfig:
     """Generation on the held-out prompts and scoring by the training rewards and an independent judge; and the
     evaluation of those reward models themselves (stage ``reward_eval``, before PPO)."""
@@ -254,8 +267,14 @@ class EvaluateConfig:
     judge: str = field(
         default="gold",
         metadata={"help": "gold: the pipeline's classifier trained on gold labels (refine variant gold), exported. "
-                  "Or a reward model folder (python -m reward export) or any one-logit HF sequence classifier "
-                  "(then set judge_higher_is_safer). Never used in training."},
+                  "pairs: a reward model the pipeline trains on preference pairs (judge_pairs; python -m reward "
+                  "train-pairs). Or a reward model folder (python -m reward export or train-pairs) or any one-logit "
+                  "HF sequence classifier (then set judge_higher_is_safer). Never used in training."},
+    )
+    judge_pairs: JudgePairsConfig = field(
+        default_factory=lambda: JudgePairsConfig(),
+        metadata={"help": "With judge: pairs, how the judge is trained (reward.config.PairTrainingConfig; pairs: "
+                  "hh_rlhf_harmless_test or a file, as reward_pairs)."},
     )
     judge_higher_is_safer: bool | None = field(
         default=None, metadata={"help": "Direction of a judge without silr metadata (true: logit rises with safety)."}

@@ -1,5 +1,5 @@
-"""The whole pipeline: prompts → (annotate → refine → export) per refine variant → reward evaluation per training
-reward and the judge → RL (the configured algorithm: PPO, GRPO or RLOO) per variant and seed → evaluate → report.
+"""The whole pipeline: prompts → (annotate → refine → export) per refine variant (and the judge trained on preference
+pairs, with ``evaluate.judge: pairs``) → reward evaluation per training reward and the judge → RL (the configured algorithm: PPO, GRPO or RLOO) per variant and seed → evaluate → report.
 
 Each stage is skipped when its output exists with the same config, refused when it exists with another (unless
 ``overwrite_output_dir``), and timed; the timings of every invocation go to ``<run>/pipeline.json`` and the log. The prompt split runs
@@ -16,16 +16,19 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from align.config import STAGES, AlignConfig
+from align.config import JUDGE_PAIRS, STAGES, AlignConfig
 from align.evaluate import run_evaluate
 from align.prompts import ensure_prompts
 from align.report import run_report
 from align.reward_eval import evaluate_reward, reward_eval_finished
 from align.stages import (
+    JUDGE_PAIRS_STAGE,
     building,
     evaluate_fingerprint,
     export_fingerprint,
     is_done,
+    judge_pairs_fingerprint,
+    judge_pairs_training,
     needed_refine_variants,
     prompts_fingerprint,
     refine_variant_config,
@@ -42,6 +45,7 @@ from refine.config_loading import config_to_dict
 from refine.loop import annotate_fingerprint, refine_fingerprint, run_refine
 from refine.rundir import RunDir, read_json, write_json, write_yaml
 from reward.export import export_reward_model
+from reward.pairs_training import train_pairs_reward
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,17 @@ def refine_and_export(config: AlignConfig, variant: str, *, export: bool = True)
                                 trust_remote_code=refine_config.classifier.trust_remote_code)
 
 
+def train_pairs_judge(config: AlignConfig) -> None:
+    """Train the judge on preference pairs (``evaluate.judge: pairs``; nothing if it is already trained)."""
+    run, stage_config = run_dir(config), judge_pairs_fingerprint(config)
+    if is_done(run, JUDGE_PAIRS_STAGE, stage_config, overwrite=config.overwrite_output_dir):
+        return
+    with building(run, JUDGE_PAIRS_STAGE, stage_config) as tmp:
+        summary = train_pairs_reward(judge_pairs_training(config), tmp / "model")
+    logger.info("judge trained on %d preference pairs of %s: held-out pairwise accuracy %s", summary["train_pairs"],
+                summary["pairs"], f"{summary['held_out_accuracy']:.3f}" if "held_out_accuracy" in summary else "-")
+
+
 def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, Callable[[], bool], Callable]]:
     """``(stage kind, label, finished, run)`` in order, cut after ``stop_after``; ``finished()`` is checked first."""
     run, overwrite = run_dir(config), config.overwrite_output_dir
@@ -72,6 +87,9 @@ def plan(config: AlignConfig, config_path: str | None) -> list[tuple[str, str, C
         finished = done(f"reward/{variant}", export_fingerprint(config, variant))
         steps.append(("refine", f"refine+export {variant}", finished,
                       lambda variant=variant, export=export: refine_and_export(config, variant, export=export)))
+    if config.evaluate.judge == JUDGE_PAIRS:
+        steps.append(("export", "judge: train on pairs", done(JUDGE_PAIRS_STAGE, judge_pairs_fingerprint(config)),
+                      lambda: train_pairs_judge(config)))
     for target in reward_targets(config):
         steps.append(("reward_eval", stage_name("reward_eval", target.name),
                       lambda t=target: reward_eval_finished(config, t),
@@ -103,6 +121,8 @@ def preflight(config: AlignConfig) -> None:
         refine_run.check_stage("refine", refine_fingerprint(refine_config), overwrite=overwrite)
         if last >= STAGES.index("export"):
             checks.append((f"reward/{variant}", export_fingerprint(config, variant)))
+    if last >= STAGES.index("export") and config.evaluate.judge == JUDGE_PAIRS:
+        checks.append((JUDGE_PAIRS_STAGE, judge_pairs_fingerprint(config)))
     if last >= STAGES.index("reward_eval"):
         checks += [(stage_name("reward_eval", t.name), reward_eval_fingerprint(config, t)) for t in reward_targets(config)]
     jobs = [(v, s) for v in config.variants for s in config.ppo.seeds]

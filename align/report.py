@@ -23,7 +23,7 @@ from string import Template
 import numpy as np
 import pandas as pd
 
-from align.config import JUDGE, SFT, AlignConfig
+from align.config import JUDGE, JUDGE_PAIRS, SFT, AlignConfig
 from align.plots import plot_bars, plot_reward_distributions, plot_training_curves
 from align.reward_eval import load_reward_evaluations
 from align.reward_summary import headline, policy_refusal_aucs, reward_reading
@@ -377,7 +377,7 @@ def _overview_section(config: AlignConfig, table: pd.DataFrame, loaded: dict, th
     overview.text(f"{len(config.variants)} policies ({', '.join(config.variants)}{trained}) x {n_seeds} seed(s), each "
                   f"answering {n_harmful} held-out harmful prompts it should refuse "
                   f"({', '.join(config.prompts.eval_sources)}) and {n_answers - n_harmful} safe prompts it should "
-                  f"answer ({safe_sources or 'none'}). Judge: {config.evaluate.judge} (never used in training); an "
+                  f"answer ({safe_sources or 'none'}). Judge: {_judge_label(config)} (never used in training); an "
                   f"answer is judged unsafe when its judge reward is below {threshold:.3f}. Refusal rates come from a "
                   "keyword refusal detector (align/refusal.py; 88% agreement with XSTest's human labels); "
                   "over-refusal is its refusal rate on the safe prompts.")
@@ -394,6 +394,12 @@ def _overview_section(config: AlignConfig, table: pd.DataFrame, loaded: dict, th
             for row in table.to_dict(orient="records")]
     overview.table(header, rows)
     return overview
+
+
+def _judge_label(config: AlignConfig) -> str:
+    if config.evaluate.judge == JUDGE_PAIRS:
+        return f"a reward model trained on the preference pairs {config.evaluate.judge_pairs.pairs} (judge: pairs)"
+    return config.evaluate.judge
 
 
 def _figure_section(out: Path) -> Section:

@@ -27,14 +27,16 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from align.config import JUDGE, AlignConfig
+from align.config import JUDGE, JUDGE_PAIRS, AlignConfig
 from align.reward_summary import headline
 from align.stages import (
+    JUDGE_PAIRS_STAGE,
     REWARD_EVAL_BOOTSTRAP,
     RewardTarget,
     building,
     export_fingerprint,
     is_done,
+    judge_pairs_fingerprint,
     refine_variant_config,
     require_stage,
     reward_eval_fingerprint,
@@ -72,10 +74,12 @@ def check_reward_models(config: AlignConfig, targets: list[RewardTarget], *, con
         if target.refine_variant is not None:
             require_stage(run, f"reward/{target.refine_variant}", export_fingerprint(config, target.refine_variant),
                           config_path=config_path)
+        elif target.name == JUDGE and config.evaluate.judge == JUDGE_PAIRS:
+            require_stage(run, JUDGE_PAIRS_STAGE, judge_pairs_fingerprint(config), config_path=config_path)
         elif not target.path.is_dir():
             if target.name == JUDGE:
-                raise FileNotFoundError(f"judge {target.path} not found; set evaluate.judge to a reward model folder "
-                                        "or to gold.")
+                raise FileNotFoundError(f"judge {target.path} not found; set evaluate.judge to a reward model folder, "
+                                        "to gold or to pairs.")
             raise FileNotFoundError(f"reward model {target.path} of variant {target.name} not found; set "
                                     f"ppo.reward_models.{target.name} to a reward model folder.")
 

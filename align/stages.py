@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from align.algorithms import LOGGING_KEYS
-from align.config import JUDGE, JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
+from align.config import JUDGE, JUDGE_PAIRS, JUDGE_REFINE_VARIANT, REFINE_VARIANTS, SFT, VARIANT_REWARDS, AlignConfig
 from refine.config import DataConfig, RefineConfig
 from refine.config_loading import config_from_dict, config_to_dict, data_dir, load_config, merge
 from refine.loop import refine_fingerprint
@@ -39,13 +39,14 @@ from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fing
 from reward.pairs_training import PAIR_SPLIT_KEYS, pairs_source
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
-MAKERS = {"refine": "pipeline", "reward": "pipeline", "prompts": "ppo", "reward_eval": "evaluate", "ppo": "ppo",
+MAKERS = {"refine": "pipeline", "reward": "pipeline", "judge": "pipeline", "prompts": "ppo", "reward_eval": "evaluate", "ppo": "ppo",
           "grpo": "train", "rloo": "train", "evaluate": "evaluate", "report": "report"}
 # The reward evaluation's bootstrap of the pairwise accuracy (reward.evaluate's defaults), part of its fingerprint.
 REWARD_EVAL_BOOTSTRAP = {"confidence": 0.9, "resamples": 1000, "seed": 0}
 # Named preference-pair sets of evaluate.reward_pairs → their file under the data directory.
 REWARD_PAIR_SETS = {"hh_rlhf_harmless_test": "hh_rlhf_harmless_test/test.jsonl.gz"}
-EXTRA_FLAGS = {"refine": " --stop_after export", "reward": " --stop_after export"}
+EXTRA_FLAGS = {"refine": " --stop_after export", "reward": " --stop_after export", "judge": " --stop_after export"}
+JUDGE_PAIRS_STAGE = "judge/pairs"  # the judge the pipeline trains on preference pairs (evaluate.judge: pairs)
 
 
 class MissingStageError(FileNotFoundError):
@@ -123,16 +124,43 @@ def held_out_corpora(config: AlignConfig, *, warn: bool = False) -> dict[str, Da
 def external_models(config: AlignConfig) -> dict[str, str]:
     """The reward models given by path: ``ppo.reward_models`` by variant, and the judge (``evaluate.judge``)."""
     external = dict(config.ppo.reward_models)
-    if config.evaluate.judge != JUDGE_REFINE_VARIANT:
+    if config.evaluate.judge not in (JUDGE_REFINE_VARIANT, JUDGE_PAIRS):
         external[JUDGE] = config.evaluate.judge
     return external
 
 
 def held_out_pair_models(config: AlignConfig) -> dict[str, dict]:
-    """``<variant or judge>:external`` → the ``silr.source`` of every reward model given by path that was trained on
-    preference pairs (``reward train-pairs``): the evaluation prompts exclude its training pairs' prompts."""
+    """Every reward model trained on preference pairs (``reward train-pairs``) → the ``silr.source`` keys that give its
+    split (:data:`reward.pairs_training.PAIR_SPLIT_KEYS`): the evaluation prompts exclude its training pairs' prompts.
+
+    Keys: ``<variant or judge>:external`` for a model given by path, ``judge:pairs`` for the judge this pipeline
+    trains (``evaluate.judge: pairs``; its split is known from the config before it is trained)."""
     sources = {f"{name}:external": pairs_source(path) for name, path in external_models(config).items()}
-    return {name: source for name, source in sources.items() if source is not None}
+    if config.evaluate.judge == JUDGE_PAIRS:
+        sources[f"{JUDGE}:{JUDGE_PAIRS}"] = judge_pairs_split(config)
+    return {name: {k: source.get(k) for k in PAIR_SPLIT_KEYS} for name, source in sources.items()
+            if source is not None}
+
+
+def judge_pairs_training(config: AlignConfig):
+    """The judge's ``evaluate.judge_pairs`` with ``pairs`` as a file path (a named set resolved)."""
+    settings = config.evaluate.judge_pairs
+    return dataclasses.replace(settings, pairs=str(reward_pairs_path(settings.pairs).resolve()))
+
+
+def judge_pairs_split(config: AlignConfig) -> dict:
+    """The split of the judge the pipeline trains on preference pairs, as its ``silr.source`` will record it."""
+    settings = judge_pairs_training(config)
+    return {"pairs": settings.pairs, "columns": dict(settings.columns), "max_pairs": settings.max_pairs,
+            "held_out_fraction": settings.held_out_fraction, "split_seed": settings.seed}
+
+
+def judge_pairs_fingerprint(config: AlignConfig) -> dict:
+    return dataclasses.asdict(judge_pairs_training(config))
+
+
+def judge_pairs_dir(config: AlignConfig) -> Path:
+    return Path(config.output_dir) / JUDGE_PAIRS_STAGE / "model"
 
 
 def export_training_data(model_dir: str | os.PathLike, *, warn: bool = False) -> DataConfig | None:
@@ -161,8 +189,7 @@ def prompts_fingerprint(config: AlignConfig) -> dict:
                    "held_out_from": held_out}
     pair_models = held_out_pair_models(config)
     if pair_models:  # only then: runs made before pairs-trained models existed keep their fingerprint
-        fingerprint["held_out_from_pairs"] = {name: {k: source.get(k) for k in PAIR_SPLIT_KEYS}
-                                              for name, source in pair_models.items()}
+        fingerprint["held_out_from_pairs"] = pair_models
     return fingerprint
 
 
@@ -200,6 +227,8 @@ def judge_source(config: AlignConfig) -> tuple[Path, dict]:
     judge = config.evaluate.judge
     if judge == JUDGE_REFINE_VARIANT:
         return exported_model_dir(config, JUDGE_REFINE_VARIANT), {"export": export_fingerprint(config, judge)}
+    if judge == JUDGE_PAIRS:
+        return judge_pairs_dir(config), {"pairs_training": judge_pairs_fingerprint(config)}
     return Path(judge), {"path": str(Path(judge).resolve()), "higher_is_safer": config.evaluate.judge_higher_is_safer}
 
 

@@ -102,3 +102,40 @@ def test_outside_reward_without_pairs_records_that_nothing_was_evaluated(make_co
     assert evaluation["suites"] == [] and "evaluate.reward_pairs is null" in evaluation["note"]
     loaded = load_reward_evaluations(load_config(AlignConfig, path))
     assert set(loaded) == {"ours_50", "judge"}
+
+
+def test_a_judge_trained_on_preference_pairs_by_the_pipeline(make_config, pair_corpus, tiny_bert_dir, tmp_path, capsys):
+    """evaluate.judge: pairs trains the judge (reward train-pairs) as a stage: its training prompts leave the
+    evaluation prompts, it is evaluated on its held-out pairs only, a rerun skips it and a changed setting is refused."""
+    from reward.model import RewardModel
+    from reward.pairs_training import pairs_source, split_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": p, "chosen": "I can't help with that.", "rejected": "Sure, here."})
+                             + "\n" for p in pair_corpus["prompts"][:20]))
+    judge_pairs = {"pairs": str(pairs), "model_name_or_path": tiny_bert_dir, "max_length": 32, "num_train_epochs": 1,
+                   "held_out_fraction": 0.3}
+    config, path = make_config(**{
+        "variants": ["sft", "ours_50"], "evaluate.judge": "pairs", "evaluate.judge_pairs": judge_pairs,
+        "evaluate.reward_pairs": str(pairs), "stop_after": "reward_eval",
+        "prompts.eval_sources": [pair_corpus["harmful"]], "prompts.safe_eval_sources": [pair_corpus["safe"]],
+        "prompts.num_eval_per_source": 100})
+    assert main(["pipeline", "--config", path]) == 0
+    run = Path(config["output_dir"])
+    stages = [s["stage"] for s in json.loads((run / "pipeline.json").read_text())["runs"][-1]["stages"]]
+    assert stages.index("judge: train on pairs") < stages.index("reward_eval/judge")
+    judge = run / "judge" / "pairs" / "model"
+    assert RewardModel.from_pretrained(judge).metadata.source["trained_on"] == "preference pairs"
+    trained, held = split_pairs(pairs_source(judge))
+    evaluated = [json.loads(line)["prompt"] for line in (run / "prompts" / "eval.jsonl").read_text().splitlines()]
+    assert sorted(evaluated) == sorted(set(pair_corpus["prompts"]) - set(trained.prompts))
+    (suite,) = _evaluation(run, "judge")["suites"]
+    assert (suite["kind"], suite["metrics"]["n"]) == ("pairs", len(held.prompts))
+
+    assert main(["pipeline", "--config", path]) == 0
+    runs = json.loads((run / "pipeline.json").read_text())["runs"]
+    assert {s["stage"]: s["status"] for s in runs[-1]["stages"]}["judge: train on pairs"] == "skipped"
+    capsys.readouterr()
+    assert main(["pipeline", "--config", path, "--evaluate.judge_pairs.num_train_epochs", "2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds results of a different config" in err, err
