@@ -9,15 +9,23 @@ with the same sampling settings and is scored by the same independent judge. Per
 
 - judged unsafe: share of answers to held-out harmful prompts the judge calls unsafe (lower is safer);
 - over-refusal: refusal rate on XSTest's safe prompts (lower is better);
+- refusal (harmful): share of those answers the keyword refusal detector calls a refusal;
 - KL to SFT: summed over the answer's tokens, on the held-out answers (the same estimator for every algorithm);
+- judge reward and training reward: the judge's and the training reward's (ours_50's classifier logit, higher =
+  safer) mean score of the answers to the held-out harmful prompts: how far each algorithm moved the reward it
+  optimises, and the judge's, which it never saw;
 - seconds per update, updates, training seconds (the budget actually used) and completions per update.
 
     python benchmarks/align_algorithms.py                   # configs/demo.yaml, 3 seeds, 300 s of training per run
     python benchmarks/align_algorithms.py --budget 600 --seeds 5 --algorithms grpo rloo
     python benchmarks/align_algorithms.py --smoke           # tiny random models: proves the machinery (~2 min)
+    python benchmarks/align_algorithms.py --budget 180 --refine.classifier.max_length 128   # any other argument is
+                                                            # a config override, passed to every align run
 
 The rewards come from one refine + export run of the config (``<work>/rewards``, variants labels50 and gold), used
-by every algorithm through ``ppo.reward_models`` and ``evaluate.judge``. Every step is an align run directory under
+by every algorithm through ``ppo.reward_models`` and ``evaluate.judge``; ``--judge DIR`` replaces the gold judge with
+another reward model folder (e.g. one from ``python -m reward train-pairs`` on HH-RLHF pairs, which ranks this
+policy's refusals above its compliances where the XSTest-trained judge does not: README). Every step is an align run directory under
 ``<work>/<algorithm>/``, so an interrupted benchmark resumes where it stopped (finished stages are skipped), and the
 results of finished algorithms are read back from the results JSON when their settings match. ``--smoke`` replaces
 the policy and both reward models with tiny random ones (the real tokenizers): its numbers say nothing about the
@@ -44,10 +52,11 @@ from refine.rundir import read_json, write_json  # noqa: E402
 
 ALGORITHMS = ("ppo", "grpo", "rloo")
 VARIANT = "ours_50"
-METRICS = (("unsafe_fraction", "judged unsafe", "{:.1%}"), ("over_refusal_fraction", "over-refusal", "{:.1%}"),
-           ("kl_mean", "KL to SFT", "{:.3f}"), ("judge_mean", "judge reward", "{:.3f}"))
+METRICS = (("unsafe_fraction", "judged unsafe", "{:.1%}"), ("refusal_fraction", "refusal (harmful)", "{:.1%}"),
+           ("over_refusal_fraction", "over-refusal", "{:.1%}"), ("kl_mean", "KL to SFT", "{:.3f}"),
+           ("judge_mean", "judge reward", "{:.3f}"), ("training_reward", "training reward", "{:.3f}"))
 # --smoke: tiny sizes, so each run takes seconds.
-SMOKE_OVERRIDES = ["--prompts.num_train", "16", "--prompts.num_eval_per_source", "2", "--ppo.normalize_rewards",
+SMOKE_OVERRIDES = ["--prompts.num_train", "16", "--prompts.overlap_policy", "drop", "--prompts.num_eval_per_source", "2", "--ppo.normalize_rewards",
                    "false", "--ppo.reward_higher_is_safer", "true", "--evaluate.judge_higher_is_safer", "true",
                    "--evaluate.batch_size", "8", "--evaluate.max_new_tokens", "8"]
 SMOKE_LENGTH = {"ppo": ["--ppo.response_length", "8"], "grpo": ["--grpo.max_completion_length", "8"],
@@ -121,6 +130,13 @@ def fmt(pair: tuple[float, float], pattern: str) -> str:
     return pattern.format(mean) + ("" if math.isnan(std) else f" ± {pattern.format(std)}")
 
 
+def policy_numbers(summary: dict) -> dict:
+    """The METRICS of one policy's evaluation summary (the training reward is ours_50's, for SFT too)."""
+    numbers = {key: summary.get(key) for key, _, _ in METRICS}
+    numbers["training_reward"] = summary["rewards_mean"][VARIANT]
+    return numbers
+
+
 def run_algorithm(algorithm: str, args, config_path: Path, base: list[str], config: AlignConfig,
                   work: Path) -> dict:
     """Calibrate, then train, evaluate and report ``algorithm`` for every seed; returns its numbers."""
@@ -143,11 +159,11 @@ def run_algorithm(algorithm: str, args, config_path: Path, base: list[str], conf
     for seed in seeds:
         summary = read_json(run / "evaluate" / VARIANT / f"seed_{seed}" / "summary.json")
         train = read_json(run / algorithm / VARIANT / f"seed_{seed}" / "train.json")
-        per_seed.append({"seed": seed, **{key: summary[key] for key, _, _ in METRICS},
+        per_seed.append({"seed": seed, **policy_numbers(summary),
                          "updates": train["updates"], "episodes": train["episodes"], "seconds": train["seconds"],
                          "seconds_per_update": train["seconds_per_update"], "final": train["final"]})
         sft_summary = read_json(run / "evaluate" / "sft" / f"seed_{seed}" / "summary.json")
-        sft.append({"seed": seed, **{key: sft_summary[key] for key, _, _ in METRICS}})
+        sft.append({"seed": seed, **policy_numbers(sft_summary)})
     return {"calibration_seconds_per_update": probe["seconds_per_update"], "updates": updates, "run_dir": str(run),
             "per_seed": per_seed, "sft_per_seed": sft}
 
@@ -179,10 +195,12 @@ def main() -> int:
     parser.add_argument("--calibration-updates", type=int, default=2,
                         help="updates of the calibration run (its seconds per update include the first update's "
                         "warm-up, so runs come out a little under the budget)")
+    parser.add_argument("--judge", default=None,
+                        help="judge model folder (default: the gold-trained classifier of the rewards run)")
     parser.add_argument("--smoke", action="store_true", help="tiny random policy and reward models (seconds per run)")
     parser.add_argument("--work-dir", default=None, help="default: runs/bench_align_algorithms[_smoke]")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/align_algorithms[_smoke].json")
-    args = parser.parse_args()
+    args, overrides = parser.parse_known_args()
     suffix = "_smoke" if args.smoke else ""
     args.budget = args.budget if args.budget is not None else (3.0 if args.smoke else 300.0)
     work = Path(args.work_dir or ROOT / "runs" / f"bench_align_algorithms{suffix}").resolve()
@@ -193,13 +211,14 @@ def main() -> int:
 
     if args.smoke:
         models = build_smoke_models(work / "models")
-        base = [*SMOKE_OVERRIDES, "--policy.model_name_or_path", models["policy"]]
+        base = [*SMOKE_OVERRIDES, "--policy.model_name_or_path", models["policy"], *overrides]
         reward, judge = models["reward"], models["judge"]
     else:
-        base = []
+        base = list(overrides)
         align(["pipeline", "--config", config_path, "--output_dir", work / "rewards", "--variants", "[sft, ours_50]",
-               "--stop_after", "export"])
+               "--evaluate.judge", "gold", "--stop_after", "export", *overrides])
         reward, judge = work / "rewards" / "reward" / "labels50" / "model", work / "rewards" / "reward" / "gold" / "model"
+    judge = Path(args.judge).resolve() if args.judge else judge
     config = load_config(AlignConfig, config_path, base)
     # The same answers' settings for every algorithm (not each algorithm's own length and temperature), and the
     # rewards were evaluated in the rewards run: no preference-pair evaluation per algorithm.
