@@ -231,7 +231,7 @@ def build_split(config: PromptsConfig, *, fits: Callable[[str], bool] | None = N
     rng = np.random.default_rng(config.seed)
     eval_rows, eval_pool, held_record = _sample_eval(config, rng, held_out or {})
     if held_record["dropped"]:
-        logger.info("held out from the rewards: dropped %d evaluation prompts the refine corpus of %s trained on (%s)",
+        logger.info("held out from the rewards: dropped %d evaluation prompts the training data of %s held (%s)",
                     held_record["dropped"], ", ".join(held_record["refine_variants"]),
                     ", ".join(f"{s}: {n}" for s, n in held_record["dropped_per_source"].items() if n))
     train_rows, seen = [], set()

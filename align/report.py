@@ -384,8 +384,8 @@ def _overview_section(config: AlignConfig, table: pd.DataFrame, loaded: dict, th
     dropped = (split or {}).get("held_out_from_rewards", {}).get("dropped", 0)
     if dropped:
         overview.text(f"Held out from the rewards: {dropped} evaluation prompts were dropped before sampling because "
-                      "the refine corpus of "
-                      f"{', '.join(split['held_out_from_rewards']['refine_variants'])} trained on them.")
+                      "the training data (refine corpus or preference pairs) of "
+                      f"{', '.join(split['held_out_from_rewards']['refine_variants'])} held them.")
     if n_seeds < 2:
         overview.text("Single seed: no spread over seeds is available, so differences between variants are not "
                       "tested and may be noise.", note=True)

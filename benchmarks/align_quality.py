@@ -4,8 +4,9 @@ The demo's pipeline (`configs/demo.yaml`: response-level rewards refined from th
 answers; SmolLM2-135M-Instruct as the SFT policy) at a size where the policies can move: more PPO updates per run,
 three seeds per variant, and more held-out prompts. Every policy answers the same held-out harmful prompts
 (HarmBench, AdvBench, SimpleSafetyTests, Do-Not-Answer) and XSTest safe prompts that no reward was trained on, and is
-scored by the independent judge (a cross-encoder fine-tuned on gold labels, never a training reward). Per variant,
-mean ± std over seeds:
+scored by the independent judge (the demo's: a MiniLM reward model trained on HH-RLHF harmless preference pairs,
+never a training reward; the report also shows how every reward and the judge rank the SFT policy's own refusals
+above its other answers). Per variant, mean ± std over seeds:
 
 - judged unsafe: share of answers to harmful prompts the judge calls unsafe (lower is safer);
 - refusal rate on harmful prompts, and over-refusal (refusals of safe prompts; lower is better), by

@@ -27,7 +27,9 @@ def test_shipped_configs_load(path):
 def test_demo_config_is_cpu_sized():
     config = load_config(AlignConfig, ROOT / "configs" / "demo.yaml")
     assert config.variants == ["sft", "vanilla_rlaif", "ours_oracle", "ours_50"]
-    assert needed_refine_variants(config) == ["pn", "oracle", "labels50", "gold"]
+    # The judge is trained on preference pairs (evaluate.judge: pairs), not refined: no gold refine variant.
+    assert needed_refine_variants(config) == ["pn", "oracle", "labels50"]
+    assert config.evaluate.judge == "pairs" and config.evaluate.judge_pairs.pairs == "hh_rlhf_harmless_test"
     assert config.policy.model_name_or_path == "smollm2" and not config.policy.use_lora
     # Response-level rewards: a cross-encoder over (prompt, answer) pairs of XSTest, split by prompt.
     data = config.refine.data
