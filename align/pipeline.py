@@ -1,5 +1,6 @@
 """The whole pipeline: prompts → (annotate → refine → export) per refine variant (and the judge trained on preference
-pairs, with ``evaluate.judge: pairs``) → reward evaluation per training reward and the judge → RL (the configured algorithm: PPO, GRPO or RLOO) per variant and seed → evaluate → report.
+pairs, with ``evaluate.judge: pairs``) → reward evaluation per training reward and the judge → RL (the configured
+algorithm: PPO, GRPO or RLOO) per variant and seed → evaluate → report.
 
 Each stage is skipped when its output exists with the same config, refused when it exists with another (unless
 ``overwrite_output_dir``), and timed; the timings of every invocation go to ``<run>/pipeline.json`` and the log. The prompt split runs

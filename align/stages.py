@@ -39,8 +39,8 @@ from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fing
 from reward.pairs_training import PAIR_SPLIT_KEYS, pairs_source
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
-MAKERS = {"refine": "pipeline", "reward": "pipeline", "judge": "pipeline", "prompts": "ppo", "reward_eval": "evaluate", "ppo": "ppo",
-          "grpo": "train", "rloo": "train", "evaluate": "evaluate", "report": "report"}
+MAKERS = {"refine": "pipeline", "reward": "pipeline", "judge": "pipeline", "prompts": "ppo", "reward_eval": "evaluate",
+          "ppo": "ppo", "grpo": "train", "rloo": "train", "evaluate": "evaluate", "report": "report"}
 # The reward evaluation's bootstrap of the pairwise accuracy (reward.evaluate's defaults), part of its fingerprint.
 REWARD_EVAL_BOOTSTRAP = {"confidence": 0.9, "resamples": 1000, "seed": 0}
 # Named preference-pair sets of evaluate.reward_pairs → their file under the data directory.
