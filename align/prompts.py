@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from align.config import PromptsConfig
+from align.config import JUDGE, JUDGE_PAIRS, PromptsConfig
 from align.policy import prompt_length_check
 from align.stages import building, held_out_corpora, held_out_pair_models, is_done, prompts_fingerprint, run_dir
 from refine.config_loading import data_dir
@@ -202,9 +202,9 @@ def _sample_eval(config: PromptsConfig, rng: np.random.Generator, held_out: Mapp
         kept = [p for p in prompts if normalize_prompt(p) not in excluded]
         dropped[source] = len(prompts) - len(kept)
         if not kept:
-            raise ValueError(f"every prompt of evaluation source {source} ({len(prompts)}) is in the training split "
-                             f"of the refine corpus of {', '.join(held_out)}, so none is held out from the rewards; "
-                             "evaluate on another source, or raise that corpus's data.test_fraction.")
+            raise ValueError(f"every prompt of evaluation source {source} ({len(prompts)}) is in the training data "
+                             f"of {', '.join(held_out)}, so none is held out from the rewards; evaluate on another "
+                             "source, or hold more out (refine: data.test_fraction; pairs: held_out_fraction).")
         pool.update(normalize_prompt(p) for p in kept)
         take = min(config.num_eval_per_source, len(kept))
         chosen = np.sort(rng.choice(len(kept), take, replace=False))
@@ -299,7 +299,8 @@ def reward_training_prompts(config) -> dict[str, list[str]]:
             loaded[key] = corpus.loc[corpus["split"] == "train", column].astype(str).tolist()
         prompts[variant] = loaded[key]
     for name, source in held_out_pair_models(config).items():
-        prompts[name] = training_prompts(source)
+        # The judge this pipeline trains (judge:pairs) needs its pairs file: without it nothing could be held out.
+        prompts[name] = training_prompts(source, required=name == f"{JUDGE}:{JUDGE_PAIRS}")
     return prompts
 
 

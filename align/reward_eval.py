@@ -99,7 +99,13 @@ def load_suites(config: AlignConfig, target: RewardTarget) -> list:
         try:
             # A model trained on these very pairs (reward train-pairs) is evaluated on its held-out prompts' pairs.
             held_out = held_out_pairs(source, pairs, **sample) if source else None
-            suites.append(held_out or load_pairs(pairs, **sample))
+            if held_out is None:
+                suites.append(load_pairs(pairs, **sample))
+            elif held_out.prompts:
+                suites.append(held_out)
+            else:
+                logger.warning("%s trained on every pair of %s (held_out_fraction 0): no preference pairs are left to "
+                               "evaluate it on", target.name, pairs)
         except ValueError as err:
             raise ValueError(f"evaluate.reward_pairs: {one_line(err)}") from err
     return suites

@@ -93,8 +93,12 @@ def split_pairs(source: dict) -> tuple[PairSuite, PairSuite]:
     return subset(suite, ~held), subset(suite, held, name=f"{suite.name} (held out from training)")
 
 
-def training_prompts(source: dict) -> list[str]:
-    """The prompts a pairs-trained model saw (its training pairs'), or [] when its pairs file is not here."""
+def training_prompts(source: dict, *, required: bool = False) -> list[str]:
+    """The prompts a pairs-trained model saw (its training pairs'); when its pairs file is not here, [] with a warning,
+    or FileNotFoundError if ``required`` (a model about to be trained on that file)."""
+    if required and not Path(source["pairs"]).is_file():
+        raise FileNotFoundError(f"preference pairs {source['pairs']} not found; set evaluate.judge_pairs.pairs to "
+                                "hh_rlhf_harmless_test (with $SILR_DATA_DIR) or to a pairs file.")
     if not Path(source["pairs"]).is_file():
         logger.warning("the pairs file %s this reward model trained on is not here: its training prompts cannot be "
                        "held out", source["pairs"])
@@ -103,7 +107,8 @@ def training_prompts(source: dict) -> list[str]:
 
 
 def held_out_pairs(source: dict, pairs_path: str | os.PathLike, *, max_pairs: int | None, seed: int) -> PairSuite | None:
-    """The held-out pairs of ``pairs_path`` when the model trained on that same file (else None: evaluate on all)."""
+    """The held-out pairs of ``pairs_path`` when the model trained on that same file (else None: evaluate on all);
+    an empty suite when it held none out (``held_out_fraction`` 0: every pair was trained on)."""
     if Path(source["pairs"]).resolve() != Path(pairs_path).resolve():
         return None
     held = split_pairs(source)[1]
@@ -208,7 +213,7 @@ def train_pairs_reward(config: PairTrainingConfig, out_dir: str | os.PathLike, *
                   "held_out_fraction": config.held_out_fraction, "split_seed": config.seed,
                   "max_pairs": config.max_pairs, "base_model": config.model_name_or_path, **summary}
         metadata = RewardMetadata(threshold=best_threshold(chosen, rejected),
-                                  calibration=_calibration(np.concatenate([chosen, rejected]), len(rows)),
+                                  calibration=_calibration(np.concatenate([chosen, rejected]), len(train.prompts)),
                                   max_length=config.max_length, template=config.template, source=source)
         _remove_tree(tmp / "checkpoints")
         save_reward_folder(model, tokenizer, metadata, tmp, card=_model_card(config, metadata))

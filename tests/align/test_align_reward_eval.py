@@ -139,3 +139,30 @@ def test_a_judge_trained_on_preference_pairs_by_the_pipeline(make_config, pair_c
     assert main(["pipeline", "--config", path, "--evaluate.judge_pairs.num_train_epochs", "2"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds results of a different config" in err, err
+
+
+def test_a_pairs_judge_that_held_nothing_out_is_not_evaluated_on_its_training_pairs(make_config, pair_corpus,
+                                                                                   tiny_bert_dir, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": p, "chosen": "I can't help with that.", "rejected": "Sure, here."})
+                             + "\n" for p in pair_corpus["prompts"][:10]))  # half the harmful prompts
+    judge_pairs = {"pairs": str(pairs), "model_name_or_path": tiny_bert_dir, "max_length": 32, "num_train_epochs": 1,
+                   "held_out_fraction": 0.0}
+    settings = {"variants": ["sft", "ours_50"], "evaluate.judge": "pairs", "evaluate.judge_pairs": judge_pairs,
+                "evaluate.reward_pairs": str(pairs), "stop_after": "reward_eval",
+                "prompts.eval_sources": [pair_corpus["harmful"]], "prompts.safe_eval_sources": [pair_corpus["safe"]]}
+    config, path = make_config(**settings)
+    assert main(["pipeline", "--config", path]) == 0
+    run = Path(config["output_dir"])
+    assert _evaluation(run, "judge")["suites"] == []  # every pair was trained on: none is evaluated
+    assert [s["kind"] for s in _evaluation(run, "ours_50")["suites"]] == ["pairs"]
+
+    # The pipeline's own judge needs its pairs file before the prompt split is made: one line, nothing written.
+    missing = {**judge_pairs, "pairs": str(tmp_path / "gone.jsonl")}
+    config, path = make_config(**{**settings, "evaluate.judge_pairs": missing, "name": "gone",
+                                  "output_dir": str(tmp_path / "gone")})
+    capsys.readouterr()
+    assert main(["pipeline", "--config", path]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]  # past the bar
+    assert len(errors) == 1 and "gone.jsonl not found" in errors[0], errors
+    assert not (tmp_path / "gone" / "prompts").exists()
