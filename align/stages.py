@@ -36,7 +36,7 @@ from refine.config import DataConfig, RefineConfig
 from refine.config_loading import config_from_dict, config_to_dict, data_dir, load_config, merge
 from refine.loop import refine_fingerprint
 from refine.rundir import STAGE_FILE, RunConflictError, RunDir, atomic_dir, fingerprint, read_json, write_json
-from reward.pairs_training import PAIR_SPLIT_KEYS, pairs_source
+from reward.pairs_training import PAIR_SPLIT_KEYS, pair_split, pairs_source
 
 # Which command makes each stage, for the message when a later stage runs alone without it.
 MAKERS = {"refine": "pipeline", "reward": "pipeline", "judge": "pipeline", "prompts": "ppo", "reward_eval": "evaluate",
@@ -150,9 +150,7 @@ def judge_pairs_training(config: AlignConfig):
 
 def judge_pairs_split(config: AlignConfig) -> dict:
     """The split of the judge the pipeline trains on preference pairs, as its ``silr.source`` will record it."""
-    settings = judge_pairs_training(config)
-    return {"pairs": settings.pairs, "columns": dict(settings.columns), "max_pairs": settings.max_pairs,
-            "held_out_fraction": settings.held_out_fraction, "split_seed": settings.seed}
+    return pair_split(judge_pairs_training(config))
 
 
 def judge_pairs_fingerprint(config: AlignConfig) -> dict:

@@ -89,8 +89,6 @@ def run_train_pairs(args: argparse.Namespace) -> str:
     from reward.config import PairTrainingConfig
     from reward.pairs_training import HELD_OUT_FILE, train_pairs_reward
 
-    if not Path(args.pairs).is_file():
-        raise FileNotFoundError(f"--pairs {args.pairs} not found; pass a JSONL or CSV file of preference pairs.")
     config = PairTrainingConfig(
         pairs=args.pairs, model_name_or_path=args.model, max_length=args.max_length,
         held_out_fraction=args.held_out_fraction, max_pairs=args.max_pairs, columns=dict(args.column),

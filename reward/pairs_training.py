@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -85,6 +86,12 @@ def pairs_source(model_dir: str | os.PathLike) -> dict | None:
     return source if source.get("trained_on") == TRAINED_ON else None
 
 
+def pair_split(config: PairTrainingConfig) -> dict:
+    """The :data:`PAIR_SPLIT_KEYS` of a model trained with ``config``, as its ``silr.source`` records them."""
+    return {"pairs": str(Path(config.pairs).resolve()), "columns": dict(config.columns), "max_pairs": config.max_pairs,
+            "held_out_fraction": config.held_out_fraction, "split_seed": config.seed}
+
+
 def split_pairs(source: dict) -> tuple[PairSuite, PairSuite]:
     """The training and held-out pairs a pairs-trained model's ``source`` names, rebuilt from its file."""
     suite = load_pairs(source["pairs"], columns=source.get("columns") or None, max_pairs=source.get("max_pairs"),
@@ -96,10 +103,10 @@ def split_pairs(source: dict) -> tuple[PairSuite, PairSuite]:
 def training_prompts(source: dict, *, required: bool = False) -> list[str]:
     """The prompts a pairs-trained model saw (its training pairs'); when its pairs file is not here, [] with a warning,
     or FileNotFoundError if ``required`` (a model about to be trained on that file)."""
-    if required and not Path(source["pairs"]).is_file():
-        raise FileNotFoundError(f"preference pairs {source['pairs']} not found; set evaluate.judge_pairs.pairs to "
-                                "hh_rlhf_harmless_test (with $SILR_DATA_DIR) or to a pairs file.")
     if not Path(source["pairs"]).is_file():
+        if required:
+            raise FileNotFoundError(f"preference pairs {source['pairs']} not found; set evaluate.judge_pairs.pairs to "
+                                    "hh_rlhf_harmless_test (with $SILR_DATA_DIR) or to a pairs file.")
         logger.warning("the pairs file %s this reward model trained on is not here: its training prompts cannot be "
                        "held out", source["pairs"])
         return []
@@ -180,9 +187,8 @@ def train_pairs_reward(config: PairTrainingConfig, out_dir: str | os.PathLike, *
     out = Path(out_dir)
     check_output_folder(out, overwrite)
     started = time.perf_counter()
-    suite = load_pairs(config.pairs, columns=config.columns or None, max_pairs=config.max_pairs, seed=config.seed)
-    held = held_out_mask(suite.prompts, config.held_out_fraction, config.seed)
-    train, test = subset(suite, ~held), subset(suite, held)
+    split = pair_split(config)
+    train, test = split_pairs(split)  # the split align rebuilds from the saved source
     location = locate_model(config.model_name_or_path, setting="--model")
     tokenizer = load_classifier_tokenizer(location.path, trust_remote_code=config.trust_remote_code)
     rows, ties = _tokenize(tokenizer, config.template, train, config.max_length)
@@ -204,30 +210,22 @@ def train_pairs_reward(config: PairTrainingConfig, out_dir: str | os.PathLike, *
         model = trainer.model.float()
         provisional = RewardMetadata(max_length=config.max_length, template=config.template)
         chosen, rejected = _score(model, tokenizer, provisional, train)
-        summary = {"pairs": str(Path(config.pairs).resolve()), "train_pairs": len(rows), "ties_dropped": ties,
+        summary = {"pairs": split["pairs"], "train_pairs": len(rows), "ties_dropped": ties,
                    "held_out_pairs": len(test.prompts), "train_accuracy": float(np.mean(chosen > rejected))}
         if test.prompts:
             held_chosen, held_rejected = _score(model, tokenizer, provisional, test)
             summary["held_out_accuracy"] = float(np.mean(held_chosen > held_rejected))
-        source = {"trained_on": TRAINED_ON, "pairs": summary["pairs"], "columns": dict(config.columns),
-                  "held_out_fraction": config.held_out_fraction, "split_seed": config.seed,
-                  "max_pairs": config.max_pairs, "base_model": config.model_name_or_path, **summary}
+        source = {"trained_on": TRAINED_ON, **split, "base_model": config.model_name_or_path, **summary}
         metadata = RewardMetadata(threshold=best_threshold(chosen, rejected),
                                   calibration=_calibration(np.concatenate([chosen, rejected]), len(train.prompts)),
                                   max_length=config.max_length, template=config.template, source=source)
-        _remove_tree(tmp / "checkpoints")
+        shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
         save_reward_folder(model, tokenizer, metadata, tmp, card=_model_card(config, metadata))
         if test.prompts:
             _write_held_out(tmp / HELD_OUT_FILE, test)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["threshold"] = metadata.threshold
     return summary
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _model_card(config: PairTrainingConfig, metadata: RewardMetadata) -> str:
